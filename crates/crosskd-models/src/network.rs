@@ -1,0 +1,91 @@
+//! The interface every architecture implements: a forward pass that also returns the features at
+//! named taps, and the list of taps with their shapes for a given input size.
+
+use std::collections::BTreeMap;
+
+use candle_core::Tensor;
+
+use crate::error::{ModelError, Result};
+
+/// Tap names with their per-sample shapes (`[C, H, W]` for maps, `[D]` for vectors; the batch
+/// dimension is left out), in network order.
+pub type TapShapes = Vec<(String, Vec<usize>)>;
+
+/// A network whose intermediate features can be read at named taps.
+///
+/// Inputs are `(N, C_in, H, W)`; every tap value has shape `(N, ..shape)` with the shape listed by
+/// [`TappedNetwork::tap_shapes`] for that input size.
+pub trait TappedNetwork: Send + Sync {
+    /// A short name of the architecture, used in messages (e.g. `unet`, `mobilenet-v2`).
+    fn arch_name(&self) -> String;
+
+    /// Runs the network on `x`; returns its output and the features at `taps`.
+    /// `train` selects batch-norm behaviour (batch statistics and running-average updates).
+    /// Unknown tap names are an error listing the available ones.
+    fn forward_with_taps(&self, x: &Tensor, train: bool, taps: &[&str]) -> Result<(Tensor, BTreeMap<String, Tensor>)>;
+
+    /// Every tap with its per-sample shape for an input of `input_hw = (H, W)`, or an error when
+    /// the architecture cannot take that size.
+    fn tap_shapes(&self, input_hw: (usize, usize)) -> Result<TapShapes>;
+
+    /// The tap whose value equals the network's output.
+    fn output_tap(&self) -> String;
+
+    /// Runs the network and returns its output only.
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.forward_with_taps(x, train, &[])?.0)
+    }
+}
+
+/// Checks that every name in `taps` exists for `net` at `input_hw`; returns the shapes of the
+/// requested taps (in request order), or [`ModelError::UnknownTap`] listing all available taps
+/// with their shapes. Call it before the first training step.
+pub fn validate_taps(net: &dyn TappedNetwork, input_hw: (usize, usize), taps: &[&str]) -> Result<TapShapes> {
+    let all = net.tap_shapes(input_hw)?;
+    let unknown: Vec<String> =
+        taps.iter().filter(|t| !all.iter().any(|(name, _)| name == *t)).map(|t| t.to_string()).collect();
+    if !unknown.is_empty() {
+        return Err(ModelError::UnknownTap {
+            arch: net.arch_name(),
+            unknown,
+            height: input_hw.0,
+            width: input_hw.1,
+            available: format_tap_shapes(&all),
+        });
+    }
+    Ok(taps.iter().map(|t| all.iter().find(|(name, _)| name == t).cloned().unwrap_or_default()).collect())
+}
+
+/// One line per tap: `  name: [C, H, W]`.
+pub fn format_tap_shapes(shapes: &TapShapes) -> String {
+    shapes.iter().map(|(name, shape)| format!("  {name}: {shape:?}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Collects the features at the requested taps during a forward pass.
+pub(crate) struct TapRecorder<'a> {
+    wanted: &'a [&'a str],
+    taken: BTreeMap<String, Tensor>,
+}
+
+impl<'a> TapRecorder<'a> {
+    /// Checks the names against the network's taps at the input's size, then starts recording.
+    pub(crate) fn new(net: &dyn TappedNetwork, x: &Tensor, wanted: &'a [&'a str]) -> Result<Self> {
+        if !wanted.is_empty() {
+            let (_, _, h, w) = x.dims4()?;
+            validate_taps(net, (h, w), wanted)?;
+        }
+        Ok(Self { wanted, taken: BTreeMap::new() })
+    }
+
+    /// Keeps `value` if the tap `name` was requested.
+    pub(crate) fn offer(&mut self, name: &str, value: &Tensor) {
+        if self.wanted.contains(&name) {
+            self.taken.insert(name.to_string(), value.clone());
+        }
+    }
+
+    /// The recorded features.
+    pub(crate) fn finish(self) -> BTreeMap<String, Tensor> {
+        self.taken
+    }
+}

@@ -1,0 +1,132 @@
+//! The convolution as three candle custom ops whose backward passes are each other.
+//!
+//! With `⟨·,·⟩` the elementwise inner product and `conv` the convolution of a fixed geometry,
+//! `⟨conv(x, w), dy⟩ = ⟨x, input_grad(dy, w)⟩ = ⟨w, weight_grad(x, dy)⟩`. Differentiating that
+//! identity gives every backward pass in terms of the three ops, so gradients of any order work:
+//! - `conv(x, w)`:          `dx = input_grad(g, w)`,  `dw = weight_grad(x, g)`;
+//! - `input_grad(dy, w)`:   `d dy = conv(g, w)`,      `dw = weight_grad(g, dy)`;
+//! - `weight_grad(x, dy)`:  `dx = input_grad(dy, g)`, `d dy = conv(x, g)`.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+
+use super::cpu::{self, Float};
+use super::geometry::Geometry;
+
+/// The three linear maps of one convolution geometry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `(x, w) -> y`.
+    Forward,
+    /// `(dy, w) -> dx`; the forward pass of the transposed convolution.
+    InputGrad,
+    /// `(x, dy) -> dw`.
+    WeightGrad,
+}
+
+/// One of the three maps as a candle op.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvOp {
+    pub kind: Kind,
+    pub geometry: Geometry,
+}
+
+fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!(
+            "crosskd conv: {what} must be contiguous, got strides {:?}",
+            layout.stride()
+        ),
+    }
+}
+
+impl ConvOp {
+    fn expected_dims(&self) -> ([usize; 4], [usize; 4], [usize; 4]) {
+        let g = &self.geometry;
+        match self.kind {
+            Kind::Forward => (g.x_dims(), g.w_dims(), g.y_dims()),
+            Kind::InputGrad => (g.y_dims(), g.w_dims(), g.x_dims()),
+            Kind::WeightGrad => (g.x_dims(), g.y_dims(), g.w_dims()),
+        }
+    }
+
+    fn run<T: Float>(&self, a: &[T], b: &[T]) -> Vec<T> {
+        let g = &self.geometry;
+        match self.kind {
+            Kind::Forward => cpu::conv_forward(g, a, b),
+            Kind::InputGrad => cpu::conv_input_grad(g, a, b),
+            Kind::WeightGrad => cpu::conv_weight_grad(g, a, b),
+        }
+    }
+
+    /// Applies the op to two tensors (made contiguous first).
+    pub fn apply(self, a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+        a.contiguous()?.apply_op2(&b.contiguous()?, self)
+    }
+}
+
+impl CustomOp2 for ConvOp {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Forward => "crosskd-conv2d",
+            Kind::InputGrad => "crosskd-conv2d-input-grad",
+            Kind::WeightGrad => "crosskd-conv2d-weight-grad",
+        }
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (d1, d2, out) = self.expected_dims();
+        if l1.dims() != d1 || l2.dims() != d2 {
+            candle_core::bail!(
+                "{}: expected operands of shapes {d1:?} and {d2:?}, got {:?} and {:?}",
+                self.name(),
+                l1.dims(),
+                l2.dims()
+            );
+        }
+        let storage = match (s1, s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.run(contiguous(a, l1, "lhs")?, contiguous(b, l2, "rhs")?))
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.run(contiguous(a, l1, "lhs")?, contiguous(b, l2, "rhs")?))
+            }
+            _ => candle_core::bail!("{}: f32 or f64 operands of one dtype expected", self.name()),
+        };
+        Ok((storage, Shape::from(out.to_vec())))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let with = |kind| ConvOp {
+            kind,
+            geometry: self.geometry,
+        };
+        let (ga, gb) = match self.kind {
+            Kind::Forward => (
+                with(Kind::InputGrad).apply(grad, b)?,
+                with(Kind::WeightGrad).apply(a, grad)?,
+            ),
+            Kind::InputGrad => (
+                with(Kind::Forward).apply(grad, b)?,
+                with(Kind::WeightGrad).apply(grad, a)?,
+            ),
+            Kind::WeightGrad => (
+                with(Kind::InputGrad).apply(b, grad)?,
+                with(Kind::Forward).apply(a, grad)?,
+            ),
+        };
+        Ok((Some(ga), Some(gb)))
+    }
+}

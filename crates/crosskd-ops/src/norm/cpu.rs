@@ -1,0 +1,199 @@
+//! Hand-written CPU kernel (f32, f64) for standardisation per channel of an `(A, C, B)` view —
+//! the core of batch, group and layer norm — with its backward pass. Statistics accumulate in f64.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!(
+            "{op}: expected a contiguous tensor, got strides {:?}",
+            layout.stride()
+        ),
+    }
+}
+
+/// Per-channel mean and biased variance computed by the forward pass.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Stats {
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+}
+
+/// `x̂ = (x − μ_c)/sqrt(σ²_c + eps)` for `x` viewed as `(A, C, B)`, statistics over `A` and `B`.
+///
+/// The forward pass leaves the statistics in `stats` (shared with the caller, which needs them for
+/// batch norm's running averages, and with the backward pass, which needs `1/σ`).
+#[derive(Debug, Clone)]
+pub(super) struct Standardize {
+    pub a: usize,
+    pub c: usize,
+    pub b: usize,
+    pub eps: f64,
+    pub stats: Arc<Mutex<Stats>>,
+}
+
+impl Standardize {
+    /// Blocks `(a, c)` of length `B` belonging to channel `c`.
+    fn blocks<'a, T>(&self, x: &'a [T], c: usize) -> impl Iterator<Item = &'a [T]> + 'a {
+        let (cn, b) = (self.c, self.b);
+        (0..self.a).map(move |a| &x[(a * cn + c) * b..(a * cn + c + 1) * b])
+    }
+
+    fn forward<T: WithDType>(&self, x: &[T]) -> Vec<T> {
+        if x.is_empty() {
+            return Vec::new();
+        }
+        let m = (self.a * self.b) as f64;
+        let stats: Vec<(f64, f64)> = (0..self.c)
+            .into_par_iter()
+            .map(|c| {
+                let sum: f64 = self.blocks(x, c).flatten().map(|v| v.to_f64()).sum();
+                let mean = sum / m;
+                let sq: f64 = self
+                    .blocks(x, c)
+                    .flatten()
+                    .map(|v| {
+                        let d = v.to_f64() - mean;
+                        d * d
+                    })
+                    .sum();
+                (mean, sq / m)
+            })
+            .collect();
+        let mut out = vec![T::zero(); x.len()];
+        out.par_chunks_mut(self.b)
+            .zip(x.par_chunks(self.b))
+            .enumerate()
+            .for_each(|(block, (o, xb))| {
+                let (mean, var) = stats[block % self.c];
+                let inv_std = 1.0 / (var + self.eps).sqrt();
+                for (o, v) in o.iter_mut().zip(xb) {
+                    *o = T::from_f64((v.to_f64() - mean) * inv_std);
+                }
+            });
+        let mut slot = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        slot.mean = stats.iter().map(|s| s.0).collect();
+        slot.var = stats.iter().map(|s| s.1).collect();
+        out
+    }
+}
+
+impl CustomOp1 for Standardize {
+    fn name(&self) -> &'static str {
+        "crosskd-standardize"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(self.forward(contiguous(v, l, self.name())?)),
+            CpuStorage::F64(v) => CpuStorage::F64(self.forward(contiguous(v, l, self.name())?)),
+            other => bail!(
+                "{}: expected f32 or f64, got {:?}",
+                self.name(),
+                other.dtype()
+            ),
+        };
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let var = self
+            .stats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .var
+            .clone();
+        let op = StandardizeBackward {
+            shape: self.clone(),
+            inv_std: var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect(),
+        };
+        Ok(Some(
+            grad.contiguous()?
+                .apply_op2_no_bwd(&res.contiguous()?, &op)?,
+        ))
+    }
+}
+
+/// `dx = (1/σ_c)·(g − mean_c(g) − x̂·mean_c(g·x̂))` from `(g, x̂)`.
+struct StandardizeBackward {
+    shape: Standardize,
+    inv_std: Vec<f64>,
+}
+
+impl StandardizeBackward {
+    fn backward<T: WithDType>(&self, g: &[T], xhat: &[T]) -> Vec<T> {
+        let s = &self.shape;
+        if g.is_empty() {
+            return Vec::new();
+        }
+        let m = (s.a * s.b) as f64;
+        let sums: Vec<(f64, f64)> = (0..s.c)
+            .into_par_iter()
+            .map(|c| {
+                let mut sum_g = 0.0;
+                let mut sum_gx = 0.0;
+                for (gb, xb) in s.blocks(g, c).zip(s.blocks(xhat, c)) {
+                    for (gv, xv) in gb.iter().zip(xb) {
+                        let gv = gv.to_f64();
+                        sum_g += gv;
+                        sum_gx += gv * xv.to_f64();
+                    }
+                }
+                (sum_g / m, sum_gx / m)
+            })
+            .collect();
+        let mut dx = vec![T::zero(); g.len()];
+        dx.par_chunks_mut(s.b)
+            .zip(g.par_chunks(s.b).zip(xhat.par_chunks(s.b)))
+            .enumerate()
+            .for_each(|(block, (d, (gb, xb)))| {
+                let c = block % s.c;
+                let (mean_g, mean_gx) = sums[c];
+                let inv_std = self.inv_std[c];
+                for ((d, gv), xv) in d.iter_mut().zip(gb).zip(xb) {
+                    *d = T::from_f64(inv_std * (gv.to_f64() - mean_g - xv.to_f64() * mean_gx));
+                }
+            });
+        dx
+    }
+}
+
+impl CustomOp2 for StandardizeBackward {
+    fn name(&self) -> &'static str {
+        "crosskd-standardize-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let dx = match (s1, s2) {
+            (CpuStorage::F32(g), CpuStorage::F32(x)) => {
+                CpuStorage::F32(self.backward(contiguous(g, l1, name)?, contiguous(x, l2, name)?))
+            }
+            (CpuStorage::F64(g), CpuStorage::F64(x)) => {
+                CpuStorage::F64(self.backward(contiguous(g, l1, name)?, contiguous(x, l2, name)?))
+            }
+            (a, b) => bail!(
+                "{name}: expected matching f32/f64 tensors, got {:?} and {:?}",
+                a.dtype(),
+                b.dtype()
+            ),
+        };
+        Ok((dx, l1.shape().clone()))
+    }
+}

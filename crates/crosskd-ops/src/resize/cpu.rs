@@ -1,0 +1,165 @@
+//! Hand-written CPU kernel (f32, f64) for separable two-tap resizing (nearest and bilinear), with
+//! its backward pass. Each `(n, c)` plane is independent, so planes run in parallel.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{bail, CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Source taps of one output row (or column): `(1 − λ)·x[i0] + λ·x[i1]`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Tap {
+    pub i0: usize,
+    pub i1: usize,
+    pub lambda: f64,
+}
+
+/// A separable resize `(N, C, H, W) → (N, C, rows.len(), cols.len())`.
+#[derive(Debug, Clone)]
+pub(super) struct Interp {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub rows: Vec<Tap>,
+    pub cols: Vec<Tap>,
+}
+
+fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => bail!(
+            "{op}: expected a contiguous tensor, got strides {:?}",
+            layout.stride()
+        ),
+    }
+}
+
+/// Per-tap weights `(1 − λ, λ)` in the working dtype.
+fn weights<T: WithDType>(taps: &[Tap]) -> Vec<(T, T)> {
+    taps.iter()
+        .map(|t| (T::from_f64(1.0 - t.lambda), T::from_f64(t.lambda)))
+        .collect()
+}
+
+impl Interp {
+    fn is_nearest(&self) -> bool {
+        self.rows.iter().chain(&self.cols).all(|t| t.lambda == 0.0)
+    }
+
+    fn forward<T: WithDType>(&self, x: &[T]) -> Vec<T> {
+        let (oh, ow) = (self.rows.len(), self.cols.len());
+        let (plane_in, plane_out) = (self.h * self.w, oh * ow);
+        let mut out = vec![T::zero(); self.n * self.c * plane_out];
+        let nearest = self.is_nearest();
+        let (wr, wc) = (weights::<T>(&self.rows), weights::<T>(&self.cols));
+        out.par_chunks_mut(plane_out)
+            .zip(x.par_chunks(plane_in))
+            .for_each(|(o, plane)| {
+                for (i, r) in self.rows.iter().enumerate() {
+                    let (row0, row1) = (&plane[r.i0 * self.w..], &plane[r.i1 * self.w..]);
+                    let dst = &mut o[i * ow..(i + 1) * ow];
+                    if nearest {
+                        for (d, c) in dst.iter_mut().zip(&self.cols) {
+                            *d = row0[c.i0];
+                        }
+                        continue;
+                    }
+                    let (a0, a1) = wr[i];
+                    for ((d, c), &(b0, b1)) in dst.iter_mut().zip(&self.cols).zip(&wc) {
+                        let top = row0[c.i0] * b0 + row0[c.i1] * b1;
+                        let bottom = row1[c.i0] * b0 + row1[c.i1] * b1;
+                        *d = top * a0 + bottom * a1;
+                    }
+                }
+            });
+        out
+    }
+
+    fn backward<T: WithDType>(&self, grad: &[T]) -> Vec<T> {
+        let (oh, ow) = (self.rows.len(), self.cols.len());
+        let (plane_in, plane_out) = (self.h * self.w, oh * ow);
+        let mut dx = vec![T::zero(); self.n * self.c * plane_in];
+        let nearest = self.is_nearest();
+        let (wr, wc) = (weights::<T>(&self.rows), weights::<T>(&self.cols));
+        dx.par_chunks_mut(plane_in)
+            .zip(grad.par_chunks(plane_out))
+            .for_each(|(d, gp)| {
+                for (i, r) in self.rows.iter().enumerate() {
+                    if nearest {
+                        let dst = &mut d[r.i0 * self.w..(r.i0 + 1) * self.w];
+                        for (g, c) in gp[i * ow..(i + 1) * ow].iter().zip(&self.cols) {
+                            dst[c.i0] += *g;
+                        }
+                        continue;
+                    }
+                    let (a0, a1) = wr[i];
+                    for (j, c) in self.cols.iter().enumerate() {
+                        let g = gp[i * ow + j];
+                        let (b0, b1) = wc[j];
+                        let (g0, g1) = (g * a0, g * a1);
+                        d[r.i0 * self.w + c.i0] += g0 * b0;
+                        d[r.i0 * self.w + c.i1] += g0 * b1;
+                        d[r.i1 * self.w + c.i0] += g1 * b0;
+                        d[r.i1 * self.w + c.i1] += g1 * b1;
+                    }
+                }
+            });
+        dx
+    }
+}
+
+impl CustomOp1 for Interp {
+    fn name(&self) -> &'static str {
+        "crosskd-resize2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(self.forward(contiguous(v, l, self.name())?)),
+            CpuStorage::F64(v) => CpuStorage::F64(self.forward(contiguous(v, l, self.name())?)),
+            other => bail!(
+                "{}: expected f32 or f64, got {:?}",
+                self.name(),
+                other.dtype()
+            ),
+        };
+        Ok((
+            out,
+            Shape::from((self.n, self.c, self.rows.len(), self.cols.len())),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(
+            grad.contiguous()?
+                .apply_op1_no_bwd(&InterpBackward(self.clone()))?,
+        ))
+    }
+}
+
+/// `dx` of [`Interp`] from the output gradient: every tap adds its weighted share.
+struct InterpBackward(Interp);
+
+impl CustomOp1 for InterpBackward {
+    fn name(&self) -> &'static str {
+        "crosskd-resize2d-backward"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dx = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(self.0.backward(contiguous(v, l, self.name())?)),
+            CpuStorage::F64(v) => CpuStorage::F64(self.0.backward(contiguous(v, l, self.name())?)),
+            other => bail!(
+                "{}: expected f32 or f64, got {:?}",
+                self.name(),
+                other.dtype()
+            ),
+        };
+        Ok((dx, Shape::from((self.0.n, self.0.c, self.0.h, self.0.w))))
+    }
+}

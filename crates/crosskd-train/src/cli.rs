@@ -1,0 +1,425 @@
+//! Command-line options shared by `crosskd` and the per-task binaries (`train-depth`, …), and the
+//! code that turns them into a run.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Config, Task};
+use crate::error::Result;
+use crate::train::{RunOptions, RunSummary, StopReason};
+
+/// Options of a training run.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// The run's TOML config (see configs/ and docs/usage.md). Without it, the task's defaults
+    /// are used (per-task binaries, or `crosskd train --task`).
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    /// The task, when no config file is given.
+    #[arg(long, value_enum)]
+    pub task: Option<TaskArg>,
+    /// Override one config key, e.g. `--set distill.direction=inverted` or
+    /// `--set train.steps=200`; the value is parsed as TOML (bare words are strings). Repeatable;
+    /// applied after the shorthand options below.
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    pub overrides: Vec<String>,
+    /// Run folder (config.toml, metrics.jsonl, checkpoints/, plots). Default:
+    /// `runs/<task>-<config hash>`.
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint, bit-identically to an uninterrupted run.
+    #[arg(long)]
+    pub resume: bool,
+    /// Shorthand for `teacher.kind`: none, random (frozen random network, the student's
+    /// architecture by default), checkpoint (a crosskd run folder, see --teacher-path) or
+    /// pretrained (needs a `[teacher.architecture]` table and `teacher.weights` in the config).
+    #[arg(long, value_enum)]
+    pub teacher: Option<TeacherArg>,
+    /// Shorthand for `teacher.path` (checkpoint teachers: a run folder or checkpoint file).
+    #[arg(long, value_name = "PATH")]
+    pub teacher_path: Option<PathBuf>,
+    /// Shorthand for `distill.direction`: standard (student → teacher, FitNets) or inverted
+    /// (teacher → student, the paper's projector).
+    #[arg(long, value_enum)]
+    pub projector: Option<DirectionArg>,
+    /// Shorthand for `distill.weight` (alpha in L = L_task + alpha · L_distill).
+    #[arg(long)]
+    pub alpha: Option<f64>,
+    /// Shorthand for the teacher-free regulariser: tail or random-subspace (rank 8) or energy;
+    /// `--set regulariser.weight=…` sets its weight (default 1).
+    #[arg(long, value_enum)]
+    pub regulariser: Option<RegulariserArg>,
+    /// Shorthand for `train.steps` (overrides epochs).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Shorthand for `train.epochs`.
+    #[arg(long)]
+    pub epochs: Option<u64>,
+    /// Shorthand for `seed`.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Shorthand for `threads` (CPU threads; 0 = all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Hide the progress bar (it is hidden anyway when stderr is not a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// Task names on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskArg {
+    /// Monocular depth on rendered scenes.
+    Depth,
+    /// Semantic segmentation on rendered scenes.
+    Segmentation,
+    /// Label map → photo translation on rendered scenes.
+    Translation,
+    /// Fashion-MNIST classification.
+    Classification,
+}
+
+impl From<TaskArg> for Task {
+    fn from(t: TaskArg) -> Task {
+        match t {
+            TaskArg::Depth => Task::Depth,
+            TaskArg::Segmentation => Task::Segmentation,
+            TaskArg::Translation => Task::Translation,
+            TaskArg::Classification => Task::Classification,
+        }
+    }
+}
+
+/// Teacher kinds on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TeacherArg {
+    /// No teacher.
+    None,
+    /// A frozen, randomly initialised network.
+    Random,
+    /// A network trained by crosskd (a run folder).
+    Checkpoint,
+    /// Published weights.
+    Pretrained,
+}
+
+/// Projector directions on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DirectionArg {
+    /// Student → teacher.
+    Standard,
+    /// Teacher → student.
+    Inverted,
+}
+
+/// Regularisers on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegulariserArg {
+    /// Energy outside the top-8 singular directions of the student feature.
+    Tail,
+    /// Energy outside an 8-dimensional random map of an early feature.
+    RandomSubspace,
+    /// Total feature energy.
+    Energy,
+}
+
+impl TrainArgs {
+    /// The `--set` overrides the shorthand options stand for, followed by the explicit ones.
+    pub fn all_overrides(&self) -> Vec<String> {
+        let mut o = Vec::new();
+        if let Some(t) = self.teacher {
+            let kind = match t {
+                TeacherArg::None => "none",
+                TeacherArg::Random => "random",
+                TeacherArg::Checkpoint => "checkpoint",
+                TeacherArg::Pretrained => "pretrained",
+            };
+            o.push(format!("teacher.kind={kind}"));
+        }
+        if let Some(p) = &self.teacher_path {
+            o.push(format!(
+                "teacher.path={}",
+                toml_string(&p.display().to_string())
+            ));
+        }
+        if let Some(d) = self.projector {
+            let d = if d == DirectionArg::Inverted {
+                "inverted"
+            } else {
+                "standard"
+            };
+            o.push(format!("distill.direction={d}"));
+        }
+        if let Some(a) = self.alpha {
+            o.push(format!("distill.weight={a:?}"));
+        }
+        match self.regulariser {
+            Some(RegulariserArg::Tail) => {
+                o.extend(["regulariser.kind=tail".into(), "regulariser.rank=8".into()])
+            }
+            Some(RegulariserArg::RandomSubspace) => o.extend([
+                "regulariser.kind=random-subspace".into(),
+                "regulariser.rank=8".into(),
+            ]),
+            Some(RegulariserArg::Energy) => o.push("regulariser.kind=energy".into()),
+            None => {}
+        }
+        if let Some(s) = self.steps {
+            o.push(format!("train.steps={s}"));
+        }
+        if let Some(e) = self.epochs {
+            o.push(format!("train.epochs={e}"));
+        }
+        if let Some(s) = self.seed {
+            o.push(format!("seed={s}"));
+        }
+        if let Some(t) = self.threads {
+            o.push(format!("threads={t}"));
+        }
+        o.extend(self.overrides.iter().cloned());
+        o
+    }
+
+    /// The resolved config: the file (or the task's defaults) with every override applied.
+    /// `fixed_task` is the task of a per-task binary.
+    pub fn resolve_config(&self, fixed_task: Option<Task>) -> Result<Config> {
+        let overrides = self.all_overrides();
+        match (&self.config, fixed_task.or(self.task.map(Task::from))) {
+            (Some(path), fixed) => {
+                let c = Config::from_file(path, &overrides)?;
+                match fixed {
+                    Some(t) if t != c.task => Err(crate::TrainError::Config {
+                        file: Some(path.clone()),
+                        key: "task".into(),
+                        message: format!(
+                            "expected \"{}\" for this command, found \"{}\"",
+                            t.name(),
+                            c.task.name()
+                        ),
+                    }),
+                    _ => Ok(c),
+                }
+            }
+            (None, Some(task)) => {
+                Config::from_toml_str(&format!("task = \"{}\"\n", task.name()), &overrides, None)
+            }
+            (None, None) => Err(crate::TrainError::config(
+                "task",
+                "give --config FILE.toml or --task",
+            )),
+        }
+    }
+}
+
+fn toml_string(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The default run folder of a config: `runs/<task>-<hash>`.
+pub fn default_run_dir(config: &Config) -> PathBuf {
+    PathBuf::from("runs").join(format!("{}-{}", config.task.name(), config.hash()))
+}
+
+/// Installs a Ctrl-C handler that raises the returned flag (a second Ctrl-C exits at once).
+pub fn install_interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let installed = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: writing a checkpoint (press Ctrl-C again to quit at once)");
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: Ctrl-C will not checkpoint ({e})");
+    }
+    flag
+}
+
+/// Runs `train` as the binaries do: resolve the config, pick the run folder, install the Ctrl-C
+/// handler, train, and print a summary.
+pub fn train_command(args: &TrainArgs, fixed_task: Option<Task>) -> Result<RunSummary> {
+    let config = args.resolve_config(fixed_task)?;
+    crate::threads::apply(config.threads);
+    let run_dir = match &args.out {
+        Some(d) => d.clone(),
+        None => default_run_dir(&config),
+    };
+    eprintln!(
+        "crosskd: training {} (config hash {}) into {}",
+        config.task.name(),
+        config.hash(),
+        run_dir.display()
+    );
+    let options = RunOptions {
+        resume: args.resume,
+        stop_after_step: None,
+        interrupt: Some(install_interrupt_flag()),
+        progress: !args.no_progress,
+    };
+    let summary = crate::train::run_training_with(&config, &run_dir, &options)?;
+    print_summary(&summary);
+    Ok(summary)
+}
+
+fn fmt_metrics(m: &std::collections::BTreeMap<String, f64>) -> String {
+    m.iter()
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Prints what a run did, in a few lines.
+pub fn print_summary(s: &RunSummary) {
+    let how = match s.stop {
+        StopReason::Finished => "finished",
+        StopReason::StoppedEarly => "stopped early (resume with --resume)",
+        StopReason::Interrupted => "interrupted; checkpoint written (resume with --resume)",
+    };
+    println!(
+        "run {} {how} after {} steps in {:.1} s",
+        s.run_dir.display(),
+        s.steps,
+        s.wall_time_s
+    );
+    if let Some((v, step)) = s.best {
+        println!("best val {} = {v:.4} at step {step}", s.primary_metric);
+    }
+    if !s.last_val.is_empty() {
+        println!("last val: {}", fmt_metrics(&s.last_val));
+    }
+    if !s.test.is_empty() {
+        println!("test (best checkpoint): {}", fmt_metrics(&s.test));
+    }
+    if !s.projector_singular_values.is_empty() {
+        let top: Vec<String> = s
+            .projector_singular_values
+            .iter()
+            .take(6)
+            .map(|v| format!("{v:.3}"))
+            .collect();
+        println!(
+            "projector singular values: {} … (effective rank {:.2})",
+            top.join(", "),
+            s.projector_effective_rank
+        );
+    }
+    for f in &s.files {
+        println!("wrote {}", f.display());
+    }
+}
+
+/// `crosskd`: train, evaluate and use cross-task knowledge-distillation runs.
+#[derive(Debug, Parser)]
+#[command(name = "crosskd", version, about, long_about = None)]
+pub struct CrosskdCli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The `crosskd` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a student (optionally with a teacher and projector) from a config.
+    Train(TrainArgs),
+    /// Evaluate a run's best checkpoint on a split and print every metric.
+    Eval {
+        /// The run folder.
+        #[arg(long, value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// `test` or `val`.
+        #[arg(long, default_value = "test")]
+        split: String,
+    },
+    /// Predict on one image with a run's best checkpoint and write a PNG (dense tasks) or print
+    /// class probabilities (classification).
+    Predict {
+        /// The run folder.
+        #[arg(long, value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// Input image (PNG or JPEG); resized to the run's image size.
+        #[arg(long, value_name = "IMG")]
+        input: PathBuf,
+        /// Output PNG.
+        #[arg(long, value_name = "PNG")]
+        out: PathBuf,
+    },
+    /// Convert a PyTorch checkpoint (.pth/.pt, legacy or zip format; no Python needed, no pickle
+    /// code executed) to safetensors with the same tensor names.
+    ImportWeights {
+        /// The PyTorch checkpoint.
+        #[arg(long, value_name = "FILE.pth")]
+        from: PathBuf,
+        /// The safetensors file to write.
+        #[arg(long, value_name = "FILE.safetensors")]
+        out: PathBuf,
+    },
+}
+
+/// Runs `crosskd eval`.
+pub fn eval_command(run: &Path, split: &str) -> Result<()> {
+    let metrics = crate::train::evaluate(run, split)?;
+    println!("{split} metrics of {}:", run.display());
+    for (k, v) in metrics {
+        println!("  {k:<22} {v:.6}");
+    }
+    Ok(())
+}
+
+/// Runs `crosskd predict`.
+pub fn predict_command(run: &Path, input: &Path, out: &Path) -> Result<()> {
+    let session = crate::train::load_run(run)?;
+    match crate::predict::predict_file(&session, input)? {
+        crate::predict::Prediction::Picture(img) => {
+            img.save(out).map_err(|e| crate::TrainError::Plot {
+                path: out.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            println!("wrote {}", out.display());
+        }
+        crate::predict::Prediction::Classes(p) => {
+            for (class, prob) in p.iter().take(5) {
+                println!("class {class}: {prob:.4}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `crosskd import-weights`.
+pub fn import_weights_command(from: &Path, out: &Path) -> Result<()> {
+    let report = crosskd_models::weights::convert_to_safetensors(from, out)
+        .map_err(|e| crate::TrainError::Component(format!("import-weights: {e}")))?;
+    println!(
+        "wrote {} tensors ({} elements, {} bytes) from a {:?} checkpoint to {}",
+        report.tensors,
+        report.elements,
+        report.payload_bytes,
+        report.format,
+        report.out.display()
+    );
+    Ok(())
+}
+
+/// The `train-<task>` binaries: the training options with the task fixed.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Train a crosskd student on one task (same options as `crosskd train`)."
+)]
+pub struct TaskTrainCli {
+    /// The training options.
+    #[command(flatten)]
+    pub args: TrainArgs,
+}
+
+/// Entry point of the per-task binaries.
+pub fn task_main(task: Task) -> Result<()> {
+    let cli = TaskTrainCli::parse();
+    train_command(&cli.args, Some(task))?;
+    Ok(())
+}

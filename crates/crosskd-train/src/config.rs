@@ -1,0 +1,940 @@
+//! One TOML document describes a run: task, data, student, teacher, distillation method,
+//! regulariser, optimiser, schedule and loop settings.
+//!
+//! Every section has documented defaults, so a file states only what differs. Unknown keys are
+//! errors, and every error names the dotted key it is about:
+//! `optimiser.lr: expected a finite number > 0, found -1`.
+//! `--set key.path=value` overrides are applied to the parsed document before it is checked, the
+//! value being parsed as TOML (a bare word that is not valid TOML is taken as a string).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crosskd_losses::methods::FitnetsConfig;
+pub use crosskd_losses::task::depth::DepthLoss;
+pub use crosskd_losses::{MethodConfig, RegulariserConfig};
+use crosskd_models::teacher::NormalizationChoice;
+use crosskd_models::ArchitectureConfig;
+pub use crosskd_projectors::{Direction, FeatureNorm};
+
+use crate::error::{Result, TrainError};
+
+/// The task the student is trained on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// Monocular depth regression (dense).
+    Depth,
+    /// Semantic segmentation (dense, per-pixel classes).
+    Segmentation,
+    /// Image-to-image translation: label map → photo (dense, RGB output).
+    Translation,
+    /// Image classification.
+    Classification,
+}
+
+impl Task {
+    /// The name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Depth => "depth",
+            Task::Segmentation => "segmentation",
+            Task::Translation => "translation",
+            Task::Classification => "classification",
+        }
+    }
+
+    /// All tasks, in the order the docs list them.
+    pub const ALL: [Task; 4] = [
+        Task::Depth,
+        Task::Segmentation,
+        Task::Translation,
+        Task::Classification,
+    ];
+
+    /// Whether the student predicts a map the size of its input.
+    pub fn is_dense(self) -> bool {
+        !matches!(self, Task::Classification)
+    }
+}
+
+/// The complete description of a run. `Config::default()` is the depth task's default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    /// The task the student learns (required in files; `depth` by default in code).
+    pub task: Task,
+    /// Master seed: data order, augmentation, initialisation, random teacher and the
+    /// random-subspace regulariser all derive their generators from it. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// CPU threads for tensor kernels; 0 = all cores. Default 0. Results are bit-identical
+    /// only for the same thread count.
+    #[serde(default)]
+    pub threads: usize,
+    /// Data set and its parameters.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// The student network.
+    #[serde(default)]
+    pub student: StudentConfig,
+    /// The frozen teacher (none by default).
+    #[serde(default)]
+    pub teacher: TeacherConfig,
+    /// The distillation method with its projector, distance and weight: a table with `kind =
+    /// "fitnets" | "srd" | "vkd" | "attention-transfer" | "logit-kd"` and the method's keys, e.g.
+    /// `direction = "inverted"`, `weight = 1.0`, `distance = { kind = "mse" }`,
+    /// `student-norm`/`teacher-norm`, `bias` (see `crosskd_losses::MethodConfig`). Default:
+    /// FitNets with an inverted projector. Used only when a teacher is configured.
+    #[serde(default = "default_distill")]
+    pub distill: MethodConfig,
+    /// The teacher-free regulariser on the student's distilled feature: absent (default) or a
+    /// table with `kind = "tail" | "random-subspace" | "energy"` and its keys (`rank`, `weight`,
+    /// …; see `crosskd_losses::RegulariserConfig`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regulariser: Option<RegulariserConfig>,
+    /// Task-loss options.
+    #[serde(default)]
+    pub loss: LossConfig,
+    /// The optimiser.
+    #[serde(default)]
+    pub optimiser: OptimiserConfig,
+    /// The learning-rate schedule.
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Loop length, batch size, logging, evaluation and checkpoint intervals.
+    #[serde(default)]
+    pub train: TrainLoopConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::for_task(Task::Depth)
+    }
+}
+
+/// Which data set feeds the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DataConfig {
+    /// `scenes` (procedural renderer, no download; dense tasks), `fashion-mnist`
+    /// (classification, Debian package `dataset-fashion-mnist`), or `synthetic-shapes`
+    /// (classification rendered on the fly). Empty = the task's default (`scenes` for dense
+    /// tasks, `fashion-mnist` for classification).
+    #[serde(default)]
+    pub dataset: String,
+    /// Folder holding the data set's files for loaders that read from disk. Default: the
+    /// loader's standard location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<PathBuf>,
+    /// Seed of the rendered scenes (train, validation and test use streams `seed`, `seed + 1`,
+    /// `seed + 2`), independent of the run's seed so that runs with different seeds see the same
+    /// data. Default 0.
+    #[serde(default)]
+    pub seed: u64,
+    /// Side of the square input images in pixels. Default 32. Dense tasks need a multiple of 8.
+    #[serde(default = "default_image_size")]
+    pub image_size: usize,
+    /// Training samples (rendered scenes, or the first N of a real training split; 0 = all).
+    /// Default 256.
+    #[serde(default = "default_train_samples")]
+    pub train_samples: usize,
+    /// Validation samples carved from the training data, used for `best` checkpoints. Default 64.
+    #[serde(default = "default_val_samples")]
+    pub val_samples: usize,
+    /// Test samples. Default 64.
+    #[serde(default = "default_test_samples")]
+    pub test_samples: usize,
+    /// Number of classes for segmentation and classification; 0 = the data set's own count.
+    #[serde(default)]
+    pub num_classes: usize,
+    /// Random horizontal flips of training batches. Default false.
+    #[serde(default)]
+    pub augment: bool,
+}
+
+fn default_image_size() -> usize {
+    32
+}
+fn default_train_samples() -> usize {
+    256
+}
+fn default_val_samples() -> usize {
+    64
+}
+fn default_test_samples() -> usize {
+    64
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            dataset: String::new(),
+            root: None,
+            seed: 0,
+            image_size: default_image_size(),
+            train_samples: default_train_samples(),
+            val_samples: default_val_samples(),
+            test_samples: default_test_samples(),
+            num_classes: 0,
+            augment: false,
+        }
+    }
+}
+
+/// The student network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StudentConfig {
+    /// The architecture, a table such as `{ arch = "unet", base-width = 8, depth = 3 }` (see
+    /// `crosskd_models::ArchitectureConfig`). Default: a small U-Net (base width 8, depth 3,
+    /// 8 output channels) for dense tasks, a small ResNet (widths 8/16/32, one block each) for
+    /// classification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<ArchitectureConfig>,
+    /// The named feature distilled; empty = `bottleneck` for the U-Net, `pooled` for the ResNet.
+    #[serde(default)]
+    pub tap: String,
+}
+
+/// The frozen teacher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "kebab-case",
+    deny_unknown_fields
+)]
+pub enum TeacherConfig {
+    /// No teacher: no distillation term (the regulariser may still apply).
+    #[default]
+    None,
+    /// A randomly initialised, frozen network.
+    Random {
+        /// Architecture (a `[teacher.architecture]` table, as for the student); default: the
+        /// student's architecture.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        architecture: Option<ArchitectureConfig>,
+        /// Seed of its initialisation; default: the run's seed + 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        seed: Option<u64>,
+        /// The teacher feature used; empty = the architecture's default tap.
+        #[serde(default)]
+        tap: String,
+        /// Input normalisation: `none` (default) or `imagenet`.
+        #[serde(default)]
+        input_normalization: NormalizationChoice,
+    },
+    /// A network trained by crosskd: a run folder (its `checkpoints/best.safetensors` is used) or
+    /// a checkpoint file.
+    Checkpoint {
+        /// The run folder or `.safetensors` checkpoint.
+        path: PathBuf,
+        /// The teacher feature used; empty = the architecture's default tap.
+        #[serde(default)]
+        tap: String,
+        /// Input normalisation: `none` (default) or `imagenet`.
+        #[serde(default)]
+        input_normalization: NormalizationChoice,
+    },
+    /// A published network (`mobilenet-v2`, `vgg16`, `resnet`, …) with its weights in a
+    /// safetensors file whose tensor names are the architecture's (see `crosskd import-weights`).
+    Pretrained {
+        /// Architecture (a `[teacher.architecture]` table).
+        architecture: ArchitectureConfig,
+        /// The `.safetensors` weights.
+        weights: PathBuf,
+        /// The teacher feature used; empty = the architecture's default tap.
+        #[serde(default)]
+        tap: String,
+        /// Input normalisation: `imagenet` (default) or `none`.
+        #[serde(default = "imagenet_normalization")]
+        input_normalization: NormalizationChoice,
+    },
+}
+
+fn imagenet_normalization() -> NormalizationChoice {
+    NormalizationChoice::Imagenet
+}
+
+impl TeacherConfig {
+    /// Whether a teacher is configured.
+    pub fn is_some(&self) -> bool {
+        !matches!(self, TeacherConfig::None)
+    }
+
+    /// The name used on the command line (`none`, `random`, `checkpoint`, `pretrained`).
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            TeacherConfig::None => "none",
+            TeacherConfig::Random { .. } => "random",
+            TeacherConfig::Checkpoint { .. } => "checkpoint",
+            TeacherConfig::Pretrained { .. } => "pretrained",
+        }
+    }
+}
+
+/// The task loss options.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LossConfig {
+    /// Depth loss: `{ kind = "l1" }` (default), `{ kind = "scale-invariant-log", lambda = 0.5 }`
+    /// or `{ kind = "berhu" }`.
+    #[serde(default = "default_depth_loss")]
+    pub depth: DepthLoss,
+    /// Weight of the `1 − SSIM` term of the translation loss (added to L1). Default 0.
+    #[serde(default)]
+    pub translation_ssim_weight: f64,
+}
+
+fn default_depth_loss() -> DepthLoss {
+    DepthLoss::L1
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig {
+            depth: default_depth_loss(),
+            translation_ssim_weight: 0.0,
+        }
+    }
+}
+
+/// The default distillation method: FitNets through an inverted projector, MSE, weight 1.
+pub fn default_distill() -> MethodConfig {
+    MethodConfig::Fitnets(FitnetsConfig::default())
+}
+
+/// Optimiser family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimiserKind {
+    /// AdamW (decoupled weight decay).
+    #[default]
+    Adamw,
+    /// SGD with optional (Nesterov) momentum and L2 weight decay.
+    Sgd,
+}
+
+/// The optimiser; student and projector share it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct OptimiserConfig {
+    /// `adamw` (default) or `sgd`.
+    #[serde(default)]
+    pub kind: OptimiserKind,
+    /// Peak learning rate. Default 0.003.
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// Weight decay (decoupled for AdamW, L2 for SGD). Default 0.0001.
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    /// SGD momentum in [0, 1). Default 0.9.
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    /// Nesterov momentum for SGD. Default false.
+    #[serde(default)]
+    pub nesterov: bool,
+    /// AdamW β₁ in [0, 1). Default 0.9.
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    /// AdamW β₂ in [0, 1). Default 0.999.
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    /// AdamW ε > 0. Default 1e-8.
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+}
+
+fn default_lr() -> f64 {
+    0.003
+}
+fn default_weight_decay() -> f64 {
+    1e-4
+}
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.999
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+
+impl Default for OptimiserConfig {
+    fn default() -> Self {
+        OptimiserConfig {
+            kind: OptimiserKind::Adamw,
+            lr: default_lr(),
+            weight_decay: default_weight_decay(),
+            momentum: default_momentum(),
+            nesterov: false,
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            eps: default_eps(),
+        }
+    }
+}
+
+/// Shape of the learning-rate schedule after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// The peak rate throughout.
+    Constant,
+    /// Multiply by `gamma` every `step_size` steps.
+    Step,
+    /// Cosine decay from the peak to `min_lr_factor · lr`.
+    #[default]
+    Cosine,
+    /// One-cycle: linear rise over `pct_start` of the run, then cosine decay.
+    OneCycle,
+}
+
+/// The learning-rate schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// `constant`, `step`, `cosine` (default) or `one-cycle`.
+    #[serde(default)]
+    pub kind: ScheduleKind,
+    /// Linear warm-up from 0 over this many steps (not used by `one-cycle`). Default 0.
+    #[serde(default)]
+    pub warmup_steps: u64,
+    /// `step`: steps between decays. Default 1000.
+    #[serde(default = "default_step_size")]
+    pub step_size: u64,
+    /// `step`: decay factor in (0, 1]. Default 0.1.
+    #[serde(default = "default_gamma")]
+    pub gamma: f64,
+    /// `cosine`/`one-cycle`: final rate as a fraction of the peak, in [0, 1]. Default 0.01.
+    #[serde(default = "default_min_lr_factor")]
+    pub min_lr_factor: f64,
+    /// `one-cycle`: fraction of the run spent rising, in (0, 1). Default 0.3.
+    #[serde(default = "default_pct_start")]
+    pub pct_start: f64,
+}
+
+fn default_step_size() -> u64 {
+    1000
+}
+fn default_gamma() -> f64 {
+    0.1
+}
+fn default_min_lr_factor() -> f64 {
+    0.01
+}
+fn default_pct_start() -> f64 {
+    0.3
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            kind: ScheduleKind::Cosine,
+            warmup_steps: 0,
+            step_size: default_step_size(),
+            gamma: default_gamma(),
+            min_lr_factor: default_min_lr_factor(),
+            pct_start: default_pct_start(),
+        }
+    }
+}
+
+/// Loop length, batch size and intervals.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TrainLoopConfig {
+    /// Training length in epochs (passes over the training samples). Give this or `steps`.
+    /// Default 4 when neither is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<u64>,
+    /// Training length in optimiser steps; overrides `epochs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
+    /// Samples per batch. Default 16.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Steps between metrics lines. Default 10.
+    #[serde(default = "default_log_interval")]
+    pub log_interval: u64,
+    /// Steps between evaluations on the validation split; 0 = once per epoch. Default 0.
+    #[serde(default)]
+    pub eval_interval: u64,
+    /// Steps between checkpoints; 0 = at every evaluation. Default 0.
+    #[serde(default)]
+    pub checkpoint_interval: u64,
+    /// Stop with an error when a gradient is NaN or infinite (the loss is always checked).
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub check_gradients: bool,
+}
+
+fn default_batch_size() -> usize {
+    16
+}
+fn default_log_interval() -> u64 {
+    10
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for TrainLoopConfig {
+    fn default() -> Self {
+        TrainLoopConfig {
+            epochs: None,
+            steps: None,
+            batch_size: default_batch_size(),
+            log_interval: default_log_interval(),
+            eval_interval: 0,
+            checkpoint_interval: 0,
+            check_gradients: true,
+        }
+    }
+}
+
+impl Config {
+    /// The default configuration for `task` (resolved: every task-dependent default filled in).
+    pub fn for_task(task: Task) -> Config {
+        let mut config = Config {
+            task,
+            seed: 0,
+            threads: 0,
+            data: DataConfig::default(),
+            student: StudentConfig::default(),
+            teacher: TeacherConfig::None,
+            distill: default_distill(),
+            regulariser: None,
+            loss: LossConfig::default(),
+            optimiser: OptimiserConfig::default(),
+            schedule: ScheduleConfig::default(),
+            train: TrainLoopConfig::default(),
+        };
+        config.fill_task_defaults();
+        config
+    }
+
+    /// Parses a TOML document, applies `overrides` (`key.path=value`), fills task defaults and
+    /// validates. `file` only labels error messages.
+    pub fn from_toml_str(text: &str, overrides: &[String], file: Option<&Path>) -> Result<Config> {
+        let with_file = |e: TrainError| match e {
+            TrainError::Config { key, message, .. } => TrainError::Config {
+                file: file.map(Path::to_path_buf),
+                key,
+                message,
+            },
+            other => other,
+        };
+        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            with_file(TrainError::config(
+                "",
+                format!("not valid TOML: {}", e.message().trim()),
+            ))
+        })?;
+        // `--set distill.direction=…` must work on files that rely on the default method.
+        table.entry("distill").or_insert_with(|| {
+            let mut t = toml::Table::new();
+            t.insert("kind".into(), toml::Value::String("fitnets".into()));
+            toml::Value::Table(t)
+        });
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        Config::from_table(table).map_err(with_file)
+    }
+
+    /// Reads a config file, then as [`Config::from_toml_str`].
+    pub fn from_file(path: &Path, overrides: &[String]) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+        Config::from_toml_str(&text, overrides, Some(path))
+    }
+
+    /// Applies overrides to an existing config (used by the per-task binaries).
+    pub fn with_overrides(&self, overrides: &[String]) -> Result<Config> {
+        let mut table = self.to_table()?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        Config::from_table(table)
+    }
+
+    fn to_table(&self) -> Result<toml::Table> {
+        let text = self.to_toml();
+        text.parse()
+            .map_err(|e: toml::de::Error| TrainError::config("", e.to_string()))
+    }
+
+    fn from_table(table: toml::Table) -> Result<Config> {
+        let value = toml::Value::Table(table);
+        let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            let message = humanise_serde_message(&e.inner().to_string());
+            TrainError::config(key, message)
+        })?;
+        config.fill_task_defaults();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Fills the task-dependent defaults left empty in the document.
+    fn fill_task_defaults(&mut self) {
+        if self.data.dataset.is_empty() {
+            self.data.dataset = if self.task == Task::Classification {
+                "fashion-mnist"
+            } else {
+                "scenes"
+            }
+            .to_string();
+        }
+        if self.student.architecture.is_none() {
+            self.student.architecture = Some(default_student(self.task));
+        }
+        if self.student.tap.is_empty() {
+            self.student.tap = self
+                .student_arch()
+                .map(default_tap)
+                .unwrap_or("bottleneck")
+                .to_string();
+        }
+        if self.data.num_classes == 0 {
+            self.data.num_classes = match self.task {
+                Task::Segmentation => crate::task::SCENE_CLASSES,
+                Task::Classification => 10,
+                _ => 0,
+            };
+        }
+        if let TeacherConfig::Random {
+            architecture, seed, ..
+        } = &mut self.teacher
+        {
+            if architecture.is_none() {
+                *architecture = self.student.architecture.clone();
+            }
+            if seed.is_none() {
+                *seed = Some(self.seed.wrapping_add(1));
+            }
+        }
+        if self.train.epochs.is_none() && self.train.steps.is_none() {
+            self.train.epochs = Some(4);
+        }
+    }
+
+    /// The student's architecture (filled in by parsing; `None` only for hand-built configs).
+    pub fn student_arch(&self) -> Option<&ArchitectureConfig> {
+        self.student.architecture.as_ref()
+    }
+
+    /// Checks value ranges; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let c = self;
+        let dense_datasets = ["scenes"];
+        let cls_datasets = ["fashion-mnist"];
+        let known: &[&str] = if c.task.is_dense() {
+            &dense_datasets
+        } else {
+            &cls_datasets
+        };
+        if !known.contains(&c.data.dataset.as_str()) {
+            return Err(TrainError::config(
+                "data.dataset",
+                format!(
+                    "expected {} for task \"{}\", found \"{}\"",
+                    quoted_list(known),
+                    c.task.name(),
+                    c.data.dataset
+                ),
+            ));
+        }
+        let arch = c
+            .student_arch()
+            .cloned()
+            .unwrap_or_else(|| default_student(c.task));
+        match (&arch, c.task.is_dense()) {
+            (ArchitectureConfig::Unet(_), true) | (ArchitectureConfig::SmallResnet(_), false) => {}
+            (other, true) => {
+                return Err(TrainError::config(
+                    "student.architecture.arch",
+                    format!(
+                        "expected \"unet\" for a dense task, found \"{}\"",
+                        other.name()
+                    ),
+                ))
+            }
+            (other, false) => {
+                return Err(TrainError::config(
+                    "student.architecture.arch",
+                    format!(
+                        "expected \"small-resnet\" for classification, found \"{}\"",
+                        other.name()
+                    ),
+                ))
+            }
+        }
+        let down = match &arch {
+            ArchitectureConfig::Unet(u) => 1usize << u.depth.min(10),
+            _ => 1,
+        };
+        if c.data.image_size < 8 || c.data.image_size > 1024 {
+            return Err(range(
+                "data.image-size",
+                "between 8 and 1024",
+                c.data.image_size,
+            ));
+        }
+        if c.data.image_size % down != 0 {
+            return Err(TrainError::config(
+                "data.image-size",
+                format!(
+                    "expected a multiple of 2^depth = {down} of the student U-Net, found {}",
+                    c.data.image_size
+                ),
+            ));
+        }
+        if c.data.train_samples == 0 && c.data.dataset == "scenes" {
+            return Err(range(
+                "data.train-samples",
+                "at least 1 for rendered scenes",
+                0,
+            ));
+        }
+        if c.data.val_samples == 0 {
+            return Err(range("data.val-samples", "at least 1", 0));
+        }
+        if c.data.test_samples == 0 {
+            return Err(range("data.test-samples", "at least 1", 0));
+        }
+        if matches!(c.task, Task::Segmentation | Task::Classification) && c.data.num_classes < 2 {
+            return Err(range("data.num-classes", "at least 2", c.data.num_classes));
+        }
+        if let Some(r) = &c.regulariser {
+            crosskd_losses::Regulariser::new(*r)
+                .map_err(|e| TrainError::config("regulariser", e.to_string()))?;
+        }
+        if !(c.loss.translation_ssim_weight.is_finite() && c.loss.translation_ssim_weight >= 0.0) {
+            return Err(range(
+                "loss.translation-ssim-weight",
+                "a finite number ≥ 0",
+                c.loss.translation_ssim_weight,
+            ));
+        }
+        let o = &c.optimiser;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(range("optimiser.lr", "a finite number > 0", o.lr));
+        }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return Err(range(
+                "optimiser.weight-decay",
+                "a finite number ≥ 0",
+                o.weight_decay,
+            ));
+        }
+        if !(0.0..1.0).contains(&o.momentum) {
+            return Err(range("optimiser.momentum", "in [0, 1)", o.momentum));
+        }
+        if o.nesterov && o.momentum == 0.0 && o.kind == OptimiserKind::Sgd {
+            return Err(TrainError::config(
+                "optimiser.nesterov",
+                "Nesterov momentum needs optimiser.momentum > 0",
+            ));
+        }
+        if !(0.0..1.0).contains(&o.beta1) {
+            return Err(range("optimiser.beta1", "in [0, 1)", o.beta1));
+        }
+        if !(0.0..1.0).contains(&o.beta2) {
+            return Err(range("optimiser.beta2", "in [0, 1)", o.beta2));
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            return Err(range("optimiser.eps", "a finite number > 0", o.eps));
+        }
+        let s = &c.schedule;
+        if s.step_size == 0 {
+            return Err(range("schedule.step-size", "at least 1", 0));
+        }
+        if !(s.gamma > 0.0 && s.gamma <= 1.0) {
+            return Err(range("schedule.gamma", "in (0, 1]", s.gamma));
+        }
+        if !(0.0..=1.0).contains(&s.min_lr_factor) {
+            return Err(range(
+                "schedule.min-lr-factor",
+                "in [0, 1]",
+                s.min_lr_factor,
+            ));
+        }
+        if !(s.pct_start > 0.0 && s.pct_start < 1.0) {
+            return Err(range("schedule.pct-start", "in (0, 1)", s.pct_start));
+        }
+        let t = &c.train;
+        if t.epochs == Some(0) {
+            return Err(range("train.epochs", "at least 1", 0));
+        }
+        if t.steps == Some(0) {
+            return Err(range("train.steps", "at least 1", 0));
+        }
+        if t.batch_size == 0 || t.batch_size > 4096 {
+            return Err(range(
+                "train.batch-size",
+                "between 1 and 4096",
+                t.batch_size,
+            ));
+        }
+        if t.log_interval == 0 {
+            return Err(range("train.log-interval", "at least 1", 0));
+        }
+        if let TeacherConfig::Checkpoint { path, .. } = &c.teacher {
+            if path.as_os_str().is_empty() {
+                return Err(TrainError::config(
+                    "teacher.path",
+                    "expected a run folder or checkpoint file, found \"\"",
+                ));
+            }
+        }
+        if c.threads > 1024 {
+            return Err(range("threads", "between 0 and 1024", c.threads));
+        }
+        Ok(())
+    }
+
+    /// The resolved configuration as TOML (what the run folder's `config.toml` holds).
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of numbers, strings and enums cannot fail.
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// A short hash identifying the resolved configuration: the first 16 hex digits of the
+    /// SHA-256 of [`Config::to_toml`]. Runs with equal hashes train identically.
+    pub fn hash(&self) -> String {
+        let digest = Sha256::digest(self.to_toml().as_bytes());
+        hex::encode(&digest[..8])
+    }
+
+    /// Total optimiser steps given the number of training samples.
+    pub fn total_steps(&self, train_samples: usize) -> u64 {
+        if let Some(s) = self.train.steps {
+            return s;
+        }
+        self.train.epochs.unwrap_or(1) * self.steps_per_epoch(train_samples)
+    }
+
+    /// Optimiser steps per epoch (the last partial batch is dropped, so every step sees a full
+    /// batch; at least one step).
+    pub fn steps_per_epoch(&self, train_samples: usize) -> u64 {
+        ((train_samples / self.train.batch_size).max(1)) as u64
+    }
+}
+
+/// The default feature tap of the in-house architectures (`bottleneck` of the U-Net, `pooled`
+/// of the small ResNet); other architectures have their default chosen from their taps when the
+/// teacher is built.
+pub fn default_tap(arch: &ArchitectureConfig) -> &'static str {
+    match arch {
+        ArchitectureConfig::Unet(_) => "bottleneck",
+        ArchitectureConfig::SmallResnet(_) => "pooled",
+        _ => "",
+    }
+}
+
+/// The default student of a task: a U-Net with base width 8, depth 3 and 8 output channels for
+/// dense tasks; a small ResNet with widths 8/16/32 and one block per stage for classification
+/// (single-channel input for Fashion-MNIST).
+pub fn default_student(task: Task) -> ArchitectureConfig {
+    use crosskd_models::students::small_resnet::SmallResnetConfig;
+    use crosskd_models::students::unet::UnetConfig;
+    match task {
+        Task::Classification => ArchitectureConfig::SmallResnet(SmallResnetConfig {
+            in_channels: 1,
+            widths: vec![8, 16, 32],
+            blocks: vec![1, 1, 1],
+            ..SmallResnetConfig::default()
+        }),
+        _ => ArchitectureConfig::Unet(UnetConfig {
+            base_width: 8,
+            depth: 3,
+            out_channels: 8,
+            ..UnetConfig::default()
+        }),
+    }
+}
+
+fn range(key: &str, expected: &str, found: impl std::fmt::Display) -> TrainError {
+    TrainError::config(key, format!("expected {expected}, found {found}"))
+}
+
+fn quoted_list(items: &[&str]) -> String {
+    let q: Vec<String> = items.iter().map(|s| format!("\"{s}\"")).collect();
+    match q.len() {
+        0 => String::new(),
+        1 => q[0].clone(),
+        2 => format!("{} or {}", q[0], q[1]),
+        n => format!("one of {}, or {}", q[..n - 1].join(", "), q[n - 1]),
+    }
+}
+
+/// Rewrites serde's wording (`unknown variant `x`, expected `a` or `b``) into the project's
+/// (`expected "a" or "b", found "x"`).
+fn humanise_serde_message(message: &str) -> String {
+    let first_line = message.trim().lines().next().unwrap_or_default();
+    let m = first_line.replace('`', "\"");
+    if let Some(rest) = m.strip_prefix("unknown variant ") {
+        if let Some((found, expected)) = rest.split_once(", expected ") {
+            return format!("expected {expected}, found {found}");
+        }
+    }
+    if let Some(rest) = m.strip_prefix("unknown field ") {
+        if let Some((found, expected)) = rest.split_once(", expected ") {
+            return format!("unknown key {found}; expected {expected}");
+        }
+        if let Some((found, _)) = rest.split_once(", there are no fields") {
+            return format!("unknown key {found}; this section takes no keys");
+        }
+    }
+    if let Some(rest) = m.strip_prefix("invalid type: ") {
+        if let Some((found, expected)) = rest.split_once(", expected ") {
+            return format!("expected {expected}, found {found}");
+        }
+    }
+    m
+}
+
+/// Applies one `key.path=value` override to a parsed document. The value is parsed as TOML; a
+/// value that is not valid TOML (a bare word like `inverted`) is taken as a string.
+pub fn apply_override(table: &mut toml::Table, text: &str) -> Result<()> {
+    let err = |message: &str| TrainError::Override {
+        text: text.to_string(),
+        message: message.to_string(),
+    };
+    let (key, raw) = text
+        .split_once('=')
+        .ok_or_else(|| err("expected key.path=value"))?;
+    let key = key.trim();
+    if key.is_empty() || key.split('.').any(str::is_empty) {
+        return Err(err("expected a dotted key such as projector.direction"));
+    }
+    let raw = raw.trim();
+    let value = match format!("v = {raw}").parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut cursor = table;
+    for part in &parts[..parts.len() - 1] {
+        let entry = cursor
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cursor = match entry {
+            toml::Value::Table(t) => t,
+            _ => return Err(err(&format!("`{part}` is a value, not a section"))),
+        };
+    }
+    cursor.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}

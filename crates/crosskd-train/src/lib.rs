@@ -1,0 +1,32 @@
+//! crosskd-train: the training library behind the `crosskd` binary — run configuration,
+//! training loop, optimisers, checkpoints, metrics logs and plots.
+//!
+//! One TOML file ([`Config`]) describes a run; [`run_training`] trains it into a run folder
+//! (resolved `config.toml`, `metrics.jsonl`, safetensors checkpoints, PNG plots,
+//! `summary.json`), and [`evaluate`] scores a finished run. Runs are bit-reproducible from their
+//! config and seed on one machine and thread count, also across `--resume`.
+//!
+//! Allowed dependencies: every crosskd library crate below it, plus candle, serde, toml, clap,
+//! indicatif, plotters, ctrlc, tracing, anyhow.
+
+pub mod checkpoint;
+pub mod cli;
+pub mod config;
+pub mod error;
+mod fashion;
+pub mod metrics_log;
+pub mod optim;
+pub mod plots;
+pub mod predict;
+pub mod progress;
+pub mod schedule;
+pub mod session;
+pub mod task;
+pub mod threads;
+pub mod train;
+
+pub use config::{Config, Task};
+pub use error::{Result, TrainError};
+pub use train::{
+    evaluate, load_run, run_training, run_training_with, RunOptions, RunSummary, StopReason,
+};

@@ -1,0 +1,24 @@
+//! The `crosskd` command-line tool: `train`, `eval`, `predict`, `import-weights`.
+
+use anyhow::Context;
+use clap::Parser;
+use crosskd_train::cli::{
+    eval_command, import_weights_command, predict_command, train_command, Command, CrosskdCli,
+};
+
+fn main() -> anyhow::Result<()> {
+    let cli = CrosskdCli::parse();
+    match &cli.command {
+        Command::Train(args) => {
+            train_command(args, None)?;
+        }
+        Command::Eval { run, split } => {
+            eval_command(run, split).with_context(|| format!("evaluating {}", run.display()))?
+        }
+        Command::Predict { run, input, out } => predict_command(run, input, out)
+            .with_context(|| format!("predicting {} with {}", input.display(), run.display()))?,
+        Command::ImportWeights { from, out } => import_weights_command(from, out)
+            .with_context(|| format!("importing {}", from.display()))?,
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `metrics.jsonl`: one JSON object per line, a `train` line per logging interval and an `eval`
+//! line per evaluation.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+
+/// Loss terms averaged over a logging interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainRecord {
+    /// Optimiser steps completed.
+    pub step: u64,
+    /// Epoch of the last step (0-based).
+    pub epoch: u64,
+    /// The task loss `L_task`.
+    pub task_loss: f64,
+    /// The distillation loss `L_distill` (before `alpha`); 0 without a teacher.
+    pub distill_total: f64,
+    /// Its knowledge-transfer term `‖Uᵀ Z_s − S Vᵀ P‖²/n` (MSE distance only, else absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<f64>,
+    /// Its spectral term `‖(I − Π_t) Z_s‖²/n` (MSE distance only, else absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spectral: Option<f64>,
+    /// The teacher-free regulariser `R(Z_s)` (before its weight); 0 when off.
+    pub regulariser: f64,
+    /// `L_task + alpha · L_distill + λ · R`.
+    pub total_loss: f64,
+    /// Learning rate of the last step.
+    pub lr: f64,
+    /// Training throughput over the interval. Depends on the machine: excluded from
+    /// reproducibility comparisons.
+    pub samples_per_s: f64,
+}
+
+/// Every metric of one evaluation, with the spectra used by the plots.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    /// Optimiser steps completed.
+    pub step: u64,
+    /// Epoch (0-based) of the last step.
+    pub epoch: u64,
+    /// `val` or `test`.
+    pub split: String,
+    /// Metric name → value (e.g. `abs_rel`, `delta1`, `miou`, `top1`, `psnr`, and `loss`).
+    pub metrics: BTreeMap<String, f64>,
+    /// Singular values of the projector's weight matrix, largest first (empty without one).
+    #[serde(default)]
+    pub projector_singular_values: Vec<f64>,
+    /// Singular values of the student's distilled feature on a validation batch (rows = samples ×
+    /// positions), largest first.
+    #[serde(default)]
+    pub student_singular_values: Vec<f64>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    /// A logging-interval line.
+    Train(TrainRecord),
+    /// An evaluation line.
+    Eval(EvalRecord),
+}
+
+impl Record {
+    /// The step the record belongs to.
+    pub fn step(&self) -> u64 {
+        match self {
+            Record::Train(r) => r.step,
+            Record::Eval(r) => r.step,
+        }
+    }
+}
+
+/// Appends records to `metrics.jsonl`, flushing every line.
+pub struct MetricsLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl MetricsLog {
+    /// Creates (truncating) the log.
+    pub fn create(path: &Path) -> Result<Self> {
+        let file = File::create(path).map_err(|e| TrainError::io(path, e))?;
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Opens the log of a resumed run, keeping only the records up to `step` (lines written after
+    /// the checkpoint being resumed from would otherwise appear twice).
+    pub fn resume(path: &Path, step: u64) -> Result<Self> {
+        let kept: Vec<Record> = if path.exists() {
+            read_records(path)?
+                .into_iter()
+                .filter(|r| r.step() <= step)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut text = String::new();
+        for r in &kept {
+            text.push_str(&serde_json::to_string(r).unwrap_or_default());
+            text.push('\n');
+        }
+        crate::checkpoint::write_atomic(path, text.as_bytes())?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| TrainError::io(path, e))?;
+        Ok(MetricsLog {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Appends one record.
+    pub fn write(&mut self, record: &Record) -> Result<()> {
+        let line = serde_json::to_string(record).map_err(|e| TrainError::RunFolder {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        writeln!(self.file, "{line}").map_err(|e| TrainError::io(&self.path, e))?;
+        self.file.flush().map_err(|e| TrainError::io(&self.path, e))
+    }
+}
+
+/// Reads every record of a `metrics.jsonl`; errors name the line.
+pub fn read_records(path: &Path) -> Result<Vec<Record>> {
+    let file = File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| TrainError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let r = serde_json::from_str(&line).map_err(|e| TrainError::RunFolder {
+            path: path.to_path_buf(),
+            message: format!("line {}: {e}", i + 1),
+        })?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn train(step: u64) -> Record {
+        Record::Train(TrainRecord {
+            step,
+            epoch: 0,
+            task_loss: 1.0 / step as f64,
+            distill_total: 0.0,
+            transfer: None,
+            spectral: Some(0.5),
+            regulariser: 0.0,
+            total_loss: 1.0,
+            lr: 0.1,
+            samples_per_s: 3.0,
+        })
+    }
+
+    #[test]
+    fn resume_drops_records_after_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut log = MetricsLog::create(&path).unwrap();
+        for s in [1, 2, 3, 4] {
+            log.write(&train(s)).unwrap();
+        }
+        drop(log);
+        let mut log = MetricsLog::resume(&path, 2).unwrap();
+        log.write(&train(3)).unwrap();
+        let steps: Vec<u64> = read_records(&path)
+            .unwrap()
+            .iter()
+            .map(Record::step)
+            .collect();
+        assert_eq!(steps, vec![1, 2, 3]);
+        assert_eq!(read_records(&path).unwrap()[0], train(1));
+    }
+}

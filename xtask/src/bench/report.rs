@@ -1,0 +1,53 @@
+//! Writes benchmark results into `docs/benchmarks.md` between named markers.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+/// Path of the benchmarks document, from the workspace root.
+fn benchmarks_md() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md")
+}
+
+/// Replaces the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in
+/// `docs/benchmarks.md` with `markdown`, appending the marked section when it is absent.
+pub fn write_section(name: &str, markdown: &str) -> anyhow::Result<()> {
+    let path = benchmarks_md();
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
+    let open = format!("<!-- bench:{name} -->");
+    let close = format!("<!-- /bench:{name} -->");
+    let section = format!("{open}\n{}\n{close}", markdown.trim_end());
+    let updated = match (text.find(&open), text.find(&close)) {
+        (Some(start), Some(end)) if end > start => {
+            format!(
+                "{}{}{}",
+                &text[..start],
+                section,
+                &text[end + close.len()..]
+            )
+        }
+        (None, None) => format!("{}\n{section}\n", text.trim_end()),
+        _ => anyhow::bail!(
+            "{}: unbalanced markers for section `{name}`",
+            path.display()
+        ),
+    };
+    std::fs::write(&path, updated).with_context(|| format!("writing {}", path.display()))
+}
+
+/// One line describing the machine: CPU model (from /proc/cpuinfo), thread count.
+pub fn machine_description(threads: usize) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("{cpu}, {cores} logical cores, {threads} threads used")
+}

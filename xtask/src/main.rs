@@ -1,0 +1,34 @@
+//! `cargo xtask`: project automation for crosskd — fetch teachers, reproduce the paper's claims,
+//! benchmarks, and rendering sample scenes.
+
+mod bench;
+mod fetch;
+mod render;
+
+use clap::{Parser, Subcommand};
+
+/// crosskd project automation.
+#[derive(Parser)]
+#[command(name = "xtask", about = "crosskd project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run benchmarks (train-step, ops, render, loader) and update docs/benchmarks.md.
+    Bench(bench::BenchArgs),
+    /// Download the default teachers (models/teachers.toml) into the hf-hub cache and verify them.
+    FetchTeachers(fetch::FetchArgs),
+    /// Render procedural scenes to PNGs (RGB, colourised depth, palette labels side by side).
+    Render(render::RenderArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Bench(args) => bench::run(&args),
+        Command::Render(args) => render::run(&args),
+        Command::FetchTeachers(args) => fetch::run(&args),
+    }
+}
