@@ -62,8 +62,8 @@ struct TeacherList {
 pub fn read_teacher_list(path: &Path) -> Result<Vec<TeacherEntry>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the teacher list {}", path.display()))?;
-    let list: TeacherList =
-        toml::from_str(&text).with_context(|| format!("parsing the teacher list {}", path.display()))?;
+    let list: TeacherList = toml::from_str(&text)
+        .with_context(|| format!("parsing the teacher list {}", path.display()))?;
     for entry in &list.teacher {
         let hash_ok = entry.sha256.is_empty()
             || (entry.sha256.len() == 64 && entry.sha256.chars().all(|c| c.is_ascii_hexdigit()));
@@ -87,18 +87,25 @@ pub enum TeacherStatus {
     /// In the cache; no hash is pinned, so this is the hash it has.
     Unpinned { path: PathBuf, sha256: String },
     /// In the cache but with another hash than the pinned one: not to be used.
-    HashMismatch { path: PathBuf, expected: String, found: String },
+    HashMismatch {
+        path: PathBuf,
+        expected: String,
+        found: String,
+    },
     /// Not in the cache.
     Missing,
 }
 
 /// The SHA-256 of a file, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -115,11 +122,18 @@ fn hub_repo(entry: &TeacherEntry) -> Repo {
 fn verify(entry: &TeacherEntry, path: PathBuf) -> Result<TeacherStatus> {
     let found = sha256_file(&path)?;
     Ok(if entry.sha256.is_empty() {
-        TeacherStatus::Unpinned { path, sha256: found }
+        TeacherStatus::Unpinned {
+            path,
+            sha256: found,
+        }
     } else if found.eq_ignore_ascii_case(&entry.sha256) {
         TeacherStatus::Verified(path)
     } else {
-        TeacherStatus::HashMismatch { path, expected: entry.sha256.clone(), found }
+        TeacherStatus::HashMismatch {
+            path,
+            expected: entry.sha256.clone(),
+            found,
+        }
     })
 }
 
@@ -157,7 +171,11 @@ pub fn run(args: &FetchArgs) -> Result<()> {
             let found: Vec<_> = entries.iter().filter(|e| &e.name == name).collect();
             if found.is_empty() {
                 let names: Vec<_> = entries.iter().map(|e| e.name.as_str()).collect();
-                bail!("--only {name}: no such teacher in {}; known: {}", args.list.display(), names.join(", "));
+                bail!(
+                    "--only {name}: no such teacher in {}; known: {}",
+                    args.list.display(),
+                    names.join(", ")
+                );
             }
             found
         }
@@ -187,15 +205,26 @@ pub fn run(args: &FetchArgs) -> Result<()> {
         }
         match &status {
             TeacherStatus::Verified(path) => {
-                println!("{:<22} {:<10} present, sha256 verified: {}", entry.name, entry.arch, path.display())
+                println!(
+                    "{:<22} {:<10} present, sha256 verified: {} (taps: {})",
+                    entry.name,
+                    entry.arch,
+                    path.display(),
+                    entry.taps.join(", ")
+                )
             }
             TeacherStatus::Unpinned { path, sha256 } => println!(
-                "{:<22} {:<10} present, sha256 not pinned (this file: {sha256}): {}",
+                "{:<22} {:<10} present, sha256 not pinned (this file: {sha256}): {} (taps: {})",
                 entry.name,
                 entry.arch,
-                path.display()
+                path.display(),
+                entry.taps.join(", ")
             ),
-            TeacherStatus::HashMismatch { path, expected, found } => {
+            TeacherStatus::HashMismatch {
+                path,
+                expected,
+                found,
+            } => {
                 println!("{:<22} {:<10} HASH MISMATCH", entry.name, entry.arch);
                 failures.push(format!(
                     "{}: sha256 mismatch for {}: expected {expected}, found {found}; delete it and fetch again",
@@ -204,7 +233,10 @@ pub fn run(args: &FetchArgs) -> Result<()> {
                 ));
             }
             TeacherStatus::Missing => {
-                println!("{:<22} {:<10} missing from the cache (offline)", entry.name, entry.arch);
+                println!(
+                    "{:<22} {:<10} missing from the cache (offline)",
+                    entry.name, entry.arch
+                );
                 failures.push(format!(
                     "{}: not in the cache {} and --offline was given; run without --offline where the hub is reachable",
                     entry.name,
@@ -256,14 +288,20 @@ mod tests {
         let file = populate_cache(dir.path(), contents);
         let expected = hex::encode(Sha256::digest(contents));
         let cache = Cache::new(dir.path().to_path_buf());
-        assert_eq!(resolve_cached(&cache, &entry(&expected)).unwrap(), TeacherStatus::Verified(file.clone()));
+        assert_eq!(
+            resolve_cached(&cache, &entry(&expected)).unwrap(),
+            TeacherStatus::Verified(file.clone())
+        );
         match resolve_cached(&cache, &entry(&"0".repeat(64))).unwrap() {
             TeacherStatus::HashMismatch { found, .. } => assert_eq!(found, expected),
             other => panic!("expected a hash mismatch, got {other:?}"),
         }
         assert_eq!(
             resolve_cached(&cache, &entry("")).unwrap(),
-            TeacherStatus::Unpinned { path: file, sha256: expected }
+            TeacherStatus::Unpinned {
+                path: file,
+                sha256: expected
+            }
         );
     }
 
@@ -271,12 +309,18 @@ mod tests {
     fn a_teacher_absent_from_the_cache_is_missing() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(dir.path().to_path_buf());
-        assert_eq!(resolve_cached(&cache, &entry("")).unwrap(), TeacherStatus::Missing);
+        assert_eq!(
+            resolve_cached(&cache, &entry("")).unwrap(),
+            TeacherStatus::Missing
+        );
         // A ref pointing at a snapshot that lacks the file is missing too.
         populate_cache(dir.path(), b"x");
         let mut other_file = entry("");
         other_file.file = "other.safetensors".into();
-        assert_eq!(resolve_cached(&cache, &other_file).unwrap(), TeacherStatus::Missing);
+        assert_eq!(
+            resolve_cached(&cache, &other_file).unwrap(),
+            TeacherStatus::Missing
+        );
     }
 
     #[test]

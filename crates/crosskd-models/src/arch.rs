@@ -77,11 +77,19 @@ pub fn build_network(cfg: &ArchitectureConfig, vb: VarBuilder) -> Result<Box<dyn
 
 /// Builds `cfg` with fresh trainable variables in a new `VarMap`, each drawn deterministically
 /// from `(seed, parameter name)`: the same seed gives identical weights on every run and device.
-pub fn build_seeded(cfg: &ArchitectureConfig, seed: u64, dtype: DType, dev: &Device) -> Result<(Box<dyn TappedNetwork>, VarMap)> {
+pub fn build_seeded(
+    cfg: &ArchitectureConfig,
+    seed: u64,
+    dtype: DType,
+    dev: &Device,
+) -> Result<(Box<dyn TappedNetwork>, VarMap)> {
     let varmap = VarMap::new();
     #[cfg(feature = "dinov2")]
     if let ArchitectureConfig::Dinov2(c) = cfg {
-        let mut data = varmap.data().lock().map_err(|_| crate::error::ModelError::config("dinov2", "VarMap lock poisoned"))?;
+        let mut data = varmap
+            .data()
+            .lock()
+            .map_err(|_| crate::error::ModelError::config("dinov2", "VarMap lock poisoned"))?;
         for (name, shape, init) in c.random_init_overrides() {
             let value = seeded_tensor(seed, &name, &shape.into(), init, dtype, dev)?;
             data.insert(name, candle_core::Var::from_tensor(&value)?);

@@ -48,7 +48,12 @@ pub struct CacheKey {
 impl CacheKey {
     /// The key of `teacher`'s features at `tap`.
     pub fn new(teacher: &dyn Teacher, tap: &str, dataset: &str, preprocessing: &str) -> Self {
-        Self { teacher: teacher.identity(), tap: tap.into(), dataset: dataset.into(), preprocessing: preprocessing.into() }
+        Self {
+            teacher: teacher.identity(),
+            tap: tap.into(),
+            dataset: dataset.into(),
+            preprocessing: preprocessing.into(),
+        }
     }
 
     /// First 16 hex digits of the SHA-256 of the key's JSON: the cache folder's name.
@@ -127,7 +132,10 @@ pub struct FeatureCache {
 }
 
 fn cache_err(path: &Path, message: impl Into<String>) -> ModelError {
-    ModelError::Cache { path: path.to_path_buf(), message: message.into() }
+    ModelError::Cache {
+        path: path.to_path_buf(),
+        message: message.into(),
+    }
 }
 
 impl FeatureCache {
@@ -155,9 +163,10 @@ impl FeatureCache {
         match (Self::open(root, &key, dev), mode) {
             (Ok(cache), _) => Ok((cache, CacheStatus::Hit)),
             (Err(e), CacheMode::RequireExisting) => Err(e),
-            (Err(_), CacheMode::BuildIfMissing) => {
-                Ok((Self::build(root, &key, teacher, shard_size, batches(), dev)?, CacheStatus::Built))
-            }
+            (Err(_), CacheMode::BuildIfMissing) => Ok((
+                Self::build(root, &key, teacher, shard_size, batches(), dev)?,
+                CacheStatus::Built,
+            )),
         }
     }
 
@@ -167,18 +176,35 @@ impl FeatureCache {
         let dir = root.join(key.digest());
         let manifest_path = dir.join("manifest.json");
         if !manifest_path.exists() {
-            return Err(cache_err(&dir, format!("no cache for key {key:?}.\n{}", describe_existing(root, key))));
+            return Err(cache_err(
+                &dir,
+                format!(
+                    "no cache for key {key:?}.\n{}",
+                    describe_existing(root, key)
+                ),
+            ));
         }
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| ModelError::io(&manifest_path, e))?;
-        let manifest: Manifest = serde_json::from_str(&text)
-            .map_err(|e| cache_err(&manifest_path, format!("unreadable manifest ({e}); delete the folder to rebuild")))?;
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| ModelError::io(&manifest_path, e))?;
+        let manifest: Manifest = serde_json::from_str(&text).map_err(|e| {
+            cache_err(
+                &manifest_path,
+                format!("unreadable manifest ({e}); delete the folder to rebuild"),
+            )
+        })?;
         if manifest.format != CACHE_FORMAT_V1 {
-            return Err(cache_err(&manifest_path, format!("format {:?}, expected {CACHE_FORMAT_V1:?}", manifest.format)));
+            return Err(cache_err(
+                &manifest_path,
+                format!("format {:?}, expected {CACHE_FORMAT_V1:?}", manifest.format),
+            ));
         }
         if &manifest.key != key {
             return Err(cache_err(
                 &manifest_path,
-                format!("manifest key differs from the requested one in {:?}", manifest.key.differences(key)),
+                format!(
+                    "manifest key differs from the requested one in {:?}",
+                    manifest.key.differences(key)
+                ),
             ));
         }
         let mut location = HashMap::with_capacity(manifest.num_samples);
@@ -219,7 +245,10 @@ impl FeatureCache {
             return Err(cache_err(root, "shard size must be positive"));
         }
         if key.teacher != teacher.identity() {
-            return Err(cache_err(root, "the key's teacher identity is not the given teacher's"));
+            return Err(cache_err(
+                root,
+                "the key's teacher identity is not the given teacher's",
+            ));
         }
         std::fs::create_dir_all(root).map_err(|e| ModelError::io(root, e))?;
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -275,16 +304,24 @@ impl FeatureCache {
 
     /// The feature of sample `index`, shape [`FeatureCache::feature_shape`].
     pub fn get(&self, index: usize) -> Result<Tensor> {
-        let &(shard, row) = self
-            .location
-            .get(&index)
-            .ok_or_else(|| cache_err(&self.dir, format!("sample index {index} is not in the cache ({} samples)", self.len())))?;
+        let &(shard, row) = self.location.get(&index).ok_or_else(|| {
+            cache_err(
+                &self.dir,
+                format!(
+                    "sample index {index} is not in the cache ({} samples)",
+                    self.len()
+                ),
+            )
+        })?;
         Ok(self.shard(shard)?.get(row)?)
     }
 
     /// The features of `indices` stacked: `(indices.len(), ..feature shape)`.
     pub fn get_batch(&self, indices: &[usize]) -> Result<Tensor> {
-        let rows = indices.iter().map(|&i| self.get(i)).collect::<Result<Vec<_>>>()?;
+        let rows = indices
+            .iter()
+            .map(|&i| self.get(i))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Tensor::stack(&rows, 0)?)
     }
 
@@ -298,13 +335,19 @@ impl FeatureCache {
 
     fn shard(&self, s: usize) -> Result<Tensor> {
         {
-            let loaded = self.loaded.lock().map_err(|_| cache_err(&self.dir, "shard table lock poisoned"))?;
+            let loaded = self
+                .loaded
+                .lock()
+                .map_err(|_| cache_err(&self.dir, "shard table lock poisoned"))?;
             if let Some(t) = loaded.0.get(&s) {
                 return Ok(t.clone());
             }
         }
         let t = self.read_shard(s)?;
-        let mut loaded = self.loaded.lock().map_err(|_| cache_err(&self.dir, "shard table lock poisoned"))?;
+        let mut loaded = self
+            .loaded
+            .lock()
+            .map_err(|_| cache_err(&self.dir, "shard table lock poisoned"))?;
         let (table, order) = &mut *loaded;
         if table.insert(s, t.clone()).is_none() {
             order.push_back(s);
@@ -333,18 +376,32 @@ impl FeatureCache {
         }
         let tensors = candle_core::safetensors::load_buffer(&bytes, &self.device)
             .map_err(|e| cache_err(&path, format!("unreadable shard: {e}")))?;
-        let features = tensors.get("features").ok_or_else(|| cache_err(&path, "no `features` tensor"))?;
+        let features = tensors
+            .get("features")
+            .ok_or_else(|| cache_err(&path, "no `features` tensor"))?;
         let mut want = vec![entry.indices.len()];
         want.extend_from_slice(&self.manifest.feature_shape);
         if features.dims() != want.as_slice() {
-            return Err(cache_err(&path, format!("features have shape {:?}, expected {want:?}", features.dims())));
+            return Err(cache_err(
+                &path,
+                format!(
+                    "features have shape {:?}, expected {want:?}",
+                    features.dims()
+                ),
+            ));
         }
         Ok(features.clone())
     }
 }
 
 /// Runs the teacher and writes shards and manifest into `dir` (a fresh temporary folder).
-fn write_cache_folder<I, E>(dir: &Path, key: &CacheKey, teacher: &dyn Teacher, shard_size: usize, batches: I) -> Result<()>
+fn write_cache_folder<I, E>(
+    dir: &Path,
+    key: &CacheKey,
+    teacher: &dyn Teacher,
+    shard_size: usize,
+    batches: I,
+) -> Result<()>
 where
     I: IntoIterator<Item = std::result::Result<IndexedBatch, E>>,
     E: Display,
@@ -356,37 +413,62 @@ where
     let mut shards = Vec::new();
     let mut feature_shape: Option<Vec<usize>> = None;
     for (b, batch) in batches.into_iter().enumerate() {
-        let (indices, images) = batch.map_err(|e| cache_err(dir, format!("data source failed at batch {b}: {e}")))?;
+        let (indices, images) =
+            batch.map_err(|e| cache_err(dir, format!("data source failed at batch {b}: {e}")))?;
         let n = images.dim(0)?;
         if n != indices.len() {
-            return Err(cache_err(dir, format!("batch {b}: {} indices for {n} images", indices.len())));
+            return Err(cache_err(
+                dir,
+                format!("batch {b}: {} indices for {n} images", indices.len()),
+            ));
         }
         let feats = teacher.features(&images, &[key.tap.as_str()])?;
         let f = feats
             .get(&key.tap)
-            .ok_or_else(|| cache_err(dir, format!("teacher returned no feature for tap {}", key.tap)))?
+            .ok_or_else(|| {
+                cache_err(
+                    dir,
+                    format!("teacher returned no feature for tap {}", key.tap),
+                )
+            })?
             .to_dtype(DType::F32)?
             .to_device(&Device::Cpu)?;
         let shape = f.dims()[1..].to_vec();
         if let Some(s) = &feature_shape {
             if *s != shape {
-                return Err(cache_err(dir, format!("batch {b}: feature shape {shape:?} differs from earlier {s:?}")));
+                return Err(cache_err(
+                    dir,
+                    format!("batch {b}: feature shape {shape:?} differs from earlier {s:?}"),
+                ));
             }
         }
         feature_shape.get_or_insert(shape);
         for (row, &index) in indices.iter().enumerate() {
             if !seen.insert(index) {
-                return Err(cache_err(dir, format!("sample index {index} appears twice (batch {b})")));
+                return Err(cache_err(
+                    dir,
+                    format!("sample index {index} appears twice (batch {b})"),
+                ));
             }
             pending_rows.push(f.get(row)?);
             pending_indices.push(index);
             if pending_rows.len() == shard_size {
-                shards.push(write_shard(dir, shards.len(), &mut pending_rows, &mut pending_indices)?);
+                shards.push(write_shard(
+                    dir,
+                    shards.len(),
+                    &mut pending_rows,
+                    &mut pending_indices,
+                )?);
             }
         }
     }
     if !pending_rows.is_empty() {
-        shards.push(write_shard(dir, shards.len(), &mut pending_rows, &mut pending_indices)?);
+        shards.push(write_shard(
+            dir,
+            shards.len(),
+            &mut pending_rows,
+            &mut pending_indices,
+        )?);
     }
     let manifest = Manifest {
         format: CACHE_FORMAT_V1.into(),
@@ -395,21 +477,38 @@ where
         num_samples: seen.len(),
         shards,
     };
-    let json = serde_json::to_string_pretty(&manifest).map_err(|e| cache_err(dir, e.to_string()))?;
+    let json =
+        serde_json::to_string_pretty(&manifest).map_err(|e| cache_err(dir, e.to_string()))?;
     write_atomic(&dir.join("manifest.json"), json.as_bytes())
 }
 
-fn write_shard(dir: &Path, number: usize, rows: &mut Vec<Tensor>, indices: &mut Vec<usize>) -> Result<ShardEntry> {
+fn write_shard(
+    dir: &Path,
+    number: usize,
+    rows: &mut Vec<Tensor>,
+    indices: &mut Vec<usize>,
+) -> Result<ShardEntry> {
     let file = format!("shard-{number:05}.safetensors");
     let features = Tensor::stack(rows, 0)?;
-    let index_tensor = Tensor::from_vec(indices.iter().map(|&i| i as u32).collect::<Vec<u32>>(), indices.len(), &Device::Cpu)?;
+    let index_tensor = Tensor::from_vec(
+        indices.iter().map(|&i| i as u32).collect::<Vec<u32>>(),
+        indices.len(),
+        &Device::Cpu,
+    )?;
     let sha256 = write_safetensors(
         &dir.join(&file),
-        &[("features".to_string(), features), ("indices".to_string(), index_tensor)],
+        &[
+            ("features".to_string(), features),
+            ("indices".to_string(), index_tensor),
+        ],
         &BTreeMap::new(),
     )?;
     rows.clear();
-    Ok(ShardEntry { file, sha256, indices: std::mem::take(indices) })
+    Ok(ShardEntry {
+        file,
+        sha256,
+        indices: std::mem::take(indices),
+    })
 }
 
 /// Lists the caches under `root` with the key parts in which each differs from `key`.
@@ -419,8 +518,12 @@ fn describe_existing(root: &Path, key: &CacheKey) -> String {
         let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         dirs.sort();
         for dir in dirs {
-            let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) else { continue };
-            let Ok(m) = serde_json::from_str::<Manifest>(&text) else { continue };
+            let Ok(text) = std::fs::read_to_string(dir.join("manifest.json")) else {
+                continue;
+            };
+            let Ok(m) = serde_json::from_str::<Manifest>(&text) else {
+                continue;
+            };
             lines.push(format!(
                 "  {}: tap {:?}, dataset {:?}; differs in {:?}",
                 dir.display(),
@@ -433,6 +536,10 @@ fn describe_existing(root: &Path, key: &CacheKey) -> String {
     if lines.is_empty() {
         format!("No caches under {}.", root.display())
     } else {
-        format!("Caches present under {}:\n{}", root.display(), lines.join("\n"))
+        format!(
+            "Caches present under {}:\n{}",
+            root.display(),
+            lines.join("\n")
+        )
     }
 }

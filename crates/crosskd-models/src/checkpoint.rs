@@ -55,7 +55,10 @@ pub fn save_checkpoint(
             });
         }
     }
-    let mut all: Vec<(String, Tensor)> = tensors.iter().map(|(n, t)| (format!("{prefix}{n}"), t.clone())).collect();
+    let mut all: Vec<(String, Tensor)> = tensors
+        .iter()
+        .map(|(n, t)| (format!("{prefix}{n}"), t.clone()))
+        .collect();
     for (name, t) in extra {
         if !prefix.is_empty() && name.starts_with(prefix) {
             return Err(ModelError::CheckpointMetadata {
@@ -73,7 +76,11 @@ pub fn save_checkpoint(
 }
 
 /// Writes every variable of `varmap` (sorted by name) as a checkpoint of `arch` with no prefix.
-pub fn save_varmap_checkpoint(path: &Path, arch: &ArchitectureConfig, varmap: &VarMap) -> Result<String> {
+pub fn save_varmap_checkpoint(
+    path: &Path,
+    arch: &ArchitectureConfig,
+    varmap: &VarMap,
+) -> Result<String> {
     save_checkpoint(path, arch, "", &sorted_vars(varmap), &[], &BTreeMap::new())
 }
 
@@ -93,10 +100,17 @@ pub struct Checkpoint {
 /// Reads a checkpoint, checking the format tag and parsing the architecture.
 pub fn read_checkpoint(path: &Path, dev: &Device) -> Result<Checkpoint> {
     let file = read_safetensors(path, dev)?;
-    let meta_err = |m: String| ModelError::CheckpointMetadata { path: path.to_path_buf(), message: m };
+    let meta_err = |m: String| ModelError::CheckpointMetadata {
+        path: path.to_path_buf(),
+        message: m,
+    };
     match file.metadata.get(FORMAT_KEY) {
         Some(f) if f == FORMAT_V1 => {}
-        Some(f) => return Err(meta_err(format!("{FORMAT_KEY} is {f:?}, expected {FORMAT_V1:?}"))),
+        Some(f) => {
+            return Err(meta_err(format!(
+                "{FORMAT_KEY} is {f:?}, expected {FORMAT_V1:?}"
+            )))
+        }
         None => {
             return Err(meta_err(format!(
                 "no {FORMAT_KEY} entry: not a crosskd model checkpoint (found metadata keys {:?})",
@@ -104,20 +118,35 @@ pub fn read_checkpoint(path: &Path, dev: &Device) -> Result<Checkpoint> {
             )))
         }
     }
-    let arch_json = file.metadata.get(ARCHITECTURE_KEY).ok_or_else(|| meta_err(format!("no {ARCHITECTURE_KEY} entry")))?;
-    let arch: ArchitectureConfig =
-        serde_json::from_str(arch_json).map_err(|e| meta_err(format!("{ARCHITECTURE_KEY} = {arch_json}: {e}")))?;
+    let arch_json = file
+        .metadata
+        .get(ARCHITECTURE_KEY)
+        .ok_or_else(|| meta_err(format!("no {ARCHITECTURE_KEY} entry")))?;
+    let arch: ArchitectureConfig = serde_json::from_str(arch_json)
+        .map_err(|e| meta_err(format!("{ARCHITECTURE_KEY} = {arch_json}: {e}")))?;
     let prefix = file.metadata.get(PREFIX_KEY).cloned().unwrap_or_default();
     let tensors = file
         .tensors
         .into_iter()
-        .filter_map(|(name, t)| name.strip_prefix(prefix.as_str()).map(|n| (n.to_string(), t)))
+        .filter_map(|(name, t)| {
+            name.strip_prefix(prefix.as_str())
+                .map(|n| (n.to_string(), t))
+        })
         .collect();
-    Ok(Checkpoint { arch, tensors, metadata: file.metadata, sha256: file.sha256 })
+    Ok(Checkpoint {
+        arch,
+        tensors,
+        metadata: file.metadata,
+        sha256: file.sha256,
+    })
 }
 
 /// Reads a checkpoint and builds its network, validating every tensor name and shape.
-pub fn load_checkpoint_network(path: &Path, dtype: DType, dev: &Device) -> Result<(Box<dyn TappedNetwork>, Checkpoint)> {
+pub fn load_checkpoint_network(
+    path: &Path,
+    dtype: DType,
+    dev: &Device,
+) -> Result<(Box<dyn TappedNetwork>, Checkpoint)> {
     let mut ckpt = read_checkpoint(path, dev)?;
     let tensors = std::mem::take(&mut ckpt.tensors);
     let net = build_from_tensors(&ckpt.arch, tensors, &path.display().to_string(), dtype, dev)?;

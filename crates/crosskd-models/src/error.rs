@@ -92,12 +92,18 @@ pub enum ModelError {
 impl ModelError {
     /// An [`ModelError::Io`] for `path`.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// An [`ModelError::InvalidConfig`] for `arch`.
     pub(crate) fn config(arch: &str, message: impl Into<String>) -> Self {
-        Self::InvalidConfig { arch: arch.to_string(), message: message.into() }
+        Self::InvalidConfig {
+            arch: arch.to_string(),
+            message: message.into(),
+        }
     }
 }
 

@@ -28,18 +28,36 @@ pub fn conv2d(
     vb: VarBuilder,
 ) -> Result<Conv2d> {
     let weight = vb.get_with_hints(
-        (out_channels, in_channels / config.groups.max(1), kernel, kernel),
+        (
+            out_channels,
+            in_channels / config.groups.max(1),
+            kernel,
+            kernel,
+        ),
         "weight",
         candle_nn::init::DEFAULT_KAIMING_NORMAL,
     )?;
-    let bias = if bias { Some(vb.get_with_hints(out_channels, "bias", Init::Const(0.0))?) } else { None };
-    Ok(Conv2d { weight, bias, config })
+    let bias = if bias {
+        Some(vb.get_with_hints(out_channels, "bias", Init::Const(0.0))?)
+    } else {
+        None
+    };
+    Ok(Conv2d {
+        weight,
+        bias,
+        config,
+    })
 }
 
 impl Conv2d {
     /// `y = conv2d(x, weight) + bias`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(crosskd_ops::conv::conv2d(x, &self.weight, self.bias.as_ref(), self.config)?)
+        Ok(crosskd_ops::conv::conv2d(
+            x,
+            &self.weight,
+            self.bias.as_ref(),
+            self.config,
+        )?)
     }
 }
 
@@ -88,7 +106,13 @@ pub fn batch_norm(channels: usize, vb: VarBuilder) -> Result<Norm> {
 
 /// Output length of a convolution or pooling along one axis (PyTorch, `ceil_mode = false`):
 /// `⌊(n + 2p − d(k − 1) − 1) / s⌋ + 1`, or `None` when the window does not fit.
-pub fn conv_out(n: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Option<usize> {
+pub fn conv_out(
+    n: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+) -> Option<usize> {
     let span = dilation * (kernel - 1) + 1;
     let padded = n + 2 * padding;
     if padded < span || stride == 0 {
@@ -100,7 +124,12 @@ pub fn conv_out(n: usize, kernel: usize, stride: usize, padding: usize, dilation
 
 /// Shorthand for a square [`Conv2dConfig`] without groups.
 pub fn conv_cfg(stride: usize, padding: usize) -> Conv2dConfig {
-    Conv2dConfig { stride, padding, dilation: 1, groups: 1 }
+    Conv2dConfig {
+        stride,
+        padding,
+        dilation: 1,
+        groups: 1,
+    }
 }
 
 /// `relu6(x) = min(max(x, 0), 6)`.
@@ -123,7 +152,11 @@ pub fn adaptive_avg_pool2d(x: &Tensor, out_h: usize, out_w: usize) -> Result<Ten
         let mut cells = Vec::with_capacity(out_w);
         for j in 0..out_w {
             let (c0, c1) = (j * w / out_w, ((j + 1) * w).div_ceil(out_w));
-            cells.push(band.narrow(3, c0, c1 - c0)?.mean_keepdim(2)?.mean_keepdim(3)?);
+            cells.push(
+                band.narrow(3, c0, c1 - c0)?
+                    .mean_keepdim(2)?
+                    .mean_keepdim(3)?,
+            );
         }
         rows.push(Tensor::cat(&cells, 3)?);
     }

@@ -32,4 +32,6 @@ pub mod weights;
 pub use arch::{build_from_tensors, build_network, build_seeded, ArchitectureConfig};
 pub use error::{ModelError, Result};
 pub use network::{validate_taps, TapShapes, TappedNetwork};
-pub use teacher::{build_teacher, FrozenTeacher, Teacher, TeacherConfig, IMAGENET_MEAN, IMAGENET_STD};
+pub use teacher::{
+    build_teacher, FrozenTeacher, Teacher, TeacherConfig, IMAGENET_MEAN, IMAGENET_STD,
+};

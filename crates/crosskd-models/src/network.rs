@@ -22,7 +22,12 @@ pub trait TappedNetwork: Send + Sync {
     /// Runs the network on `x`; returns its output and the features at `taps`.
     /// `train` selects batch-norm behaviour (batch statistics and running-average updates).
     /// Unknown tap names are an error listing the available ones.
-    fn forward_with_taps(&self, x: &Tensor, train: bool, taps: &[&str]) -> Result<(Tensor, BTreeMap<String, Tensor>)>;
+    fn forward_with_taps(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<(Tensor, BTreeMap<String, Tensor>)>;
 
     /// Every tap with its per-sample shape for an input of `input_hw = (H, W)`, or an error when
     /// the architecture cannot take that size.
@@ -40,10 +45,17 @@ pub trait TappedNetwork: Send + Sync {
 /// Checks that every name in `taps` exists for `net` at `input_hw`; returns the shapes of the
 /// requested taps (in request order), or [`ModelError::UnknownTap`] listing all available taps
 /// with their shapes. Call it before the first training step.
-pub fn validate_taps(net: &dyn TappedNetwork, input_hw: (usize, usize), taps: &[&str]) -> Result<TapShapes> {
+pub fn validate_taps(
+    net: &dyn TappedNetwork,
+    input_hw: (usize, usize),
+    taps: &[&str],
+) -> Result<TapShapes> {
     let all = net.tap_shapes(input_hw)?;
-    let unknown: Vec<String> =
-        taps.iter().filter(|t| !all.iter().any(|(name, _)| name == *t)).map(|t| t.to_string()).collect();
+    let unknown: Vec<String> = taps
+        .iter()
+        .filter(|t| !all.iter().any(|(name, _)| name == *t))
+        .map(|t| t.to_string())
+        .collect();
     if !unknown.is_empty() {
         return Err(ModelError::UnknownTap {
             arch: net.arch_name(),
@@ -53,12 +65,24 @@ pub fn validate_taps(net: &dyn TappedNetwork, input_hw: (usize, usize), taps: &[
             available: format_tap_shapes(&all),
         });
     }
-    Ok(taps.iter().map(|t| all.iter().find(|(name, _)| name == t).cloned().unwrap_or_default()).collect())
+    Ok(taps
+        .iter()
+        .map(|t| {
+            all.iter()
+                .find(|(name, _)| name == t)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect())
 }
 
 /// One line per tap: `  name: [C, H, W]`.
 pub fn format_tap_shapes(shapes: &TapShapes) -> String {
-    shapes.iter().map(|(name, shape)| format!("  {name}: {shape:?}")).collect::<Vec<_>>().join("\n")
+    shapes
+        .iter()
+        .map(|(name, shape)| format!("  {name}: {shape:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Collects the features at the requested taps during a forward pass.
@@ -74,7 +98,10 @@ impl<'a> TapRecorder<'a> {
             let (_, _, h, w) = x.dims4()?;
             validate_taps(net, (h, w), wanted)?;
         }
-        Ok(Self { wanted, taken: BTreeMap::new() })
+        Ok(Self {
+            wanted,
+            taken: BTreeMap::new(),
+        })
     }
 
     /// Keeps `value` if the tap `name` was requested.

@@ -35,13 +35,17 @@ pub struct InputNormalization {
 impl InputNormalization {
     /// torchvision's ImageNet normalisation.
     pub fn imagenet() -> Self {
-        Self { mean: IMAGENET_MEAN.to_vec(), std: IMAGENET_STD.to_vec() }
+        Self {
+            mean: IMAGENET_MEAN.to_vec(),
+            std: IMAGENET_STD.to_vec(),
+        }
     }
 
     /// Applies the normalisation to `(N, C, H, W)` images.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.mean.len();
-        let mean = Tensor::from_vec(self.mean.clone(), (1, c, 1, 1), x.device())?.to_dtype(x.dtype())?;
+        let mean =
+            Tensor::from_vec(self.mean.clone(), (1, c, 1, 1), x.device())?.to_dtype(x.dtype())?;
         let inv_std: Vec<f32> = self.std.iter().map(|s| 1.0 / s).collect();
         let inv_std = Tensor::from_vec(inv_std, (1, c, 1, 1), x.device())?.to_dtype(x.dtype())?;
         Ok(x.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?)
@@ -78,29 +82,64 @@ pub struct FrozenTeacher {
 }
 
 fn norm_text(n: &Option<InputNormalization>) -> String {
-    n.as_ref().map_or_else(|| "none".to_string(), InputNormalization::describe)
+    n.as_ref()
+        .map_or_else(|| "none".to_string(), InputNormalization::describe)
 }
 
 impl FrozenTeacher {
     /// Wraps `net` under a caller-chosen identity (the normalisation is appended to it).
-    pub fn new(net: Box<dyn TappedNetwork>, identity: &str, input_normalization: Option<InputNormalization>) -> Self {
+    pub fn new(
+        net: Box<dyn TappedNetwork>,
+        identity: &str,
+        input_normalization: Option<InputNormalization>,
+    ) -> Self {
         let identity = format!("{identity};input={}", norm_text(&input_normalization));
-        Self { net, identity, input_normalization }
+        Self {
+            net,
+            identity,
+            input_normalization,
+        }
     }
 
     /// A randomly initialised `arch` at `seed` (deterministic: same seed, same weights).
-    pub fn random(arch: &ArchitectureConfig, seed: u64, input_normalization: Option<InputNormalization>, dev: &Device) -> Result<Self> {
+    pub fn random(
+        arch: &ArchitectureConfig,
+        seed: u64,
+        input_normalization: Option<InputNormalization>,
+        dev: &Device,
+    ) -> Result<Self> {
         let (_, varmap) = build_seeded(arch, seed, DType::F32, dev)?;
         // Rebuild from detached copies so that the frozen forward records no autograd graph.
-        let tensors = sorted_vars(&varmap).into_iter().map(|(n, t)| (n, t.detach())).collect();
-        let net = build_from_tensors(arch, tensors, &format!("random init, seed {seed}"), DType::F32, dev)?;
-        Ok(Self::new(net, &format!("random;arch={};seed={seed}", arch.to_json()), input_normalization))
+        let tensors = sorted_vars(&varmap)
+            .into_iter()
+            .map(|(n, t)| (n, t.detach()))
+            .collect();
+        let net = build_from_tensors(
+            arch,
+            tensors,
+            &format!("random init, seed {seed}"),
+            DType::F32,
+            dev,
+        )?;
+        Ok(Self::new(
+            net,
+            &format!("random;arch={};seed={seed}", arch.to_json()),
+            input_normalization,
+        ))
     }
 
     /// An in-house teacher: a checkpoint written by our trainer (see [`crate::checkpoint`]).
-    pub fn from_checkpoint(path: &Path, input_normalization: Option<InputNormalization>, dev: &Device) -> Result<Self> {
+    pub fn from_checkpoint(
+        path: &Path,
+        input_normalization: Option<InputNormalization>,
+        dev: &Device,
+    ) -> Result<Self> {
         let (net, ckpt) = load_checkpoint_network(path, DType::F32, dev)?;
-        let identity = format!("checkpoint;arch={};sha256={}", ckpt.arch.to_json(), ckpt.sha256);
+        let identity = format!(
+            "checkpoint;arch={};sha256={}",
+            ckpt.arch.to_json(),
+            ckpt.sha256
+        );
         Ok(Self::new(net, &identity, input_normalization))
     }
 
@@ -113,7 +152,13 @@ impl FrozenTeacher {
         dev: &Device,
     ) -> Result<Self> {
         let file = read_safetensors(weights, dev)?;
-        let net = build_from_tensors(arch, file.tensors, &weights.display().to_string(), DType::F32, dev)?;
+        let net = build_from_tensors(
+            arch,
+            file.tensors,
+            &weights.display().to_string(),
+            DType::F32,
+            dev,
+        )?;
         let identity = format!("pretrained;arch={};sha256={}", arch.to_json(), file.sha256);
         Ok(Self::new(net, &identity, input_normalization))
     }
@@ -223,14 +268,19 @@ pub enum TeacherConfig {
 /// Builds the teacher a config describes.
 pub fn build_teacher(cfg: &TeacherConfig, dev: &Device) -> Result<FrozenTeacher> {
     match cfg {
-        TeacherConfig::Random { architecture, seed, input_normalization } => {
-            FrozenTeacher::random(architecture, *seed, input_normalization.resolve(), dev)
-        }
-        TeacherConfig::Checkpoint { path, input_normalization } => {
-            FrozenTeacher::from_checkpoint(path, input_normalization.resolve(), dev)
-        }
-        TeacherConfig::Pretrained { architecture, weights, input_normalization } => {
-            FrozenTeacher::pretrained(architecture, weights, input_normalization.resolve(), dev)
-        }
+        TeacherConfig::Random {
+            architecture,
+            seed,
+            input_normalization,
+        } => FrozenTeacher::random(architecture, *seed, input_normalization.resolve(), dev),
+        TeacherConfig::Checkpoint {
+            path,
+            input_normalization,
+        } => FrozenTeacher::from_checkpoint(path, input_normalization.resolve(), dev),
+        TeacherConfig::Pretrained {
+            architecture,
+            weights,
+            input_normalization,
+        } => FrozenTeacher::pretrained(architecture, weights, input_normalization.resolve(), dev),
     }
 }

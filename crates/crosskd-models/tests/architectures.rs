@@ -20,7 +20,9 @@ use crosskd_models::Result;
 fn images(n: usize, h: usize, w: usize, seed: u64) -> Result<Tensor> {
     // A deterministic, non-constant pattern in [0, 1] (no RNG needed).
     let count = n * 3 * h * w;
-    let v: Vec<f32> = (0..count).map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32) / 999.0).collect();
+    let v: Vec<f32> = (0..count)
+        .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32) / 999.0)
+        .collect();
     Ok(Tensor::from_vec(v, (n, 3, h, w), &Device::Cpu)?)
 }
 
@@ -37,15 +39,33 @@ fn check_architecture(arch: ArchitectureConfig, h: usize, w: usize) -> Result<()
     let names: Vec<&str> = shapes.iter().map(|(n, _)| n.as_str()).collect();
     let x = images(2, h, w, 3)?;
     let (out, taps) = net.forward_with_taps(&x, false, &names)?;
-    assert_eq!(taps.len(), shapes.len(), "{}: every tap recorded", arch.name());
+    assert_eq!(
+        taps.len(),
+        shapes.len(),
+        "{}: every tap recorded",
+        arch.name()
+    );
     for (name, shape) in &shapes {
         let mut want = vec![2];
         want.extend_from_slice(shape);
-        assert_eq!(taps[name].dims(), want.as_slice(), "{}: tap {name}", arch.name());
+        assert_eq!(
+            taps[name].dims(),
+            want.as_slice(),
+            "{}: tap {name}",
+            arch.name()
+        );
     }
     let output_tap = net.output_tap();
-    assert_eq!(max_abs_diff(&out, &taps[&output_tap])?, 0.0, "output equals tap {output_tap}");
-    assert!(out.flatten_all()?.abs()?.sum(0)?.to_scalar::<f32>()? > 0.0, "{}: output is not all zero", arch.name());
+    assert_eq!(
+        max_abs_diff(&out, &taps[&output_tap])?,
+        0.0,
+        "output equals tap {output_tap}"
+    );
+    assert!(
+        out.flatten_all()?.abs()?.sum(0)?.to_scalar::<f32>()? > 0.0,
+        "{}: output is not all zero",
+        arch.name()
+    );
 
     let dir = tempfile::tempdir().expect("temporary folder");
     let random = FrozenTeacher::random(&arch, 1, None, &dev)?;
@@ -59,8 +79,18 @@ fn check_architecture(arch: ArchitectureConfig, h: usize, w: usize) -> Result<()
     for teacher in [&inhouse, &pretrained] {
         let got = teacher.features(&x, &names)?;
         for name in &names {
-            assert_eq!(max_abs_diff(&got[*name], &want[*name])?, 0.0, "{}: tap {name} after reload", arch.name());
-            assert_eq!(max_abs_diff(&got[*name], &taps[*name])?, 0.0, "{}: tap {name} vs network", arch.name());
+            assert_eq!(
+                max_abs_diff(&got[*name], &want[*name])?,
+                0.0,
+                "{}: tap {name} after reload",
+                arch.name()
+            );
+            assert_eq!(
+                max_abs_diff(&got[*name], &taps[*name])?,
+                0.0,
+                "{}: tap {name} vs network",
+                arch.name()
+            );
         }
     }
     assert_ne!(inhouse.identity(), random.identity());
@@ -69,7 +99,12 @@ fn check_architecture(arch: ArchitectureConfig, h: usize, w: usize) -> Result<()
 
 #[test]
 fn unet_batch_norm() -> Result<()> {
-    let cfg = UnetConfig { base_width: 4, depth: 3, out_channels: 6, ..UnetConfig::default() };
+    let cfg = UnetConfig {
+        base_width: 4,
+        depth: 3,
+        out_channels: 6,
+        ..UnetConfig::default()
+    };
     check_architecture(ArchitectureConfig::Unet(cfg.clone()), 16, 16)?;
     // Sizes that do not halve evenly: floors in the encoder, exact resize back in the decoder.
     check_architecture(ArchitectureConfig::Unet(cfg), 19, 13)
@@ -92,40 +127,82 @@ fn unet_group_norm_bilinear_without_skips() -> Result<()> {
 
 #[test]
 fn small_resnet() -> Result<()> {
-    let cfg = SmallResnetConfig { widths: vec![4, 8, 8], blocks: vec![1, 2, 1], ..SmallResnetConfig::default() };
+    let cfg = SmallResnetConfig {
+        widths: vec![4, 8, 8],
+        blocks: vec![1, 2, 1],
+        ..SmallResnetConfig::default()
+    };
     check_architecture(ArchitectureConfig::SmallResnet(cfg), 16, 16)
 }
 
 #[test]
 fn mobilenet_v2() -> Result<()> {
-    check_architecture(ArchitectureConfig::MobilenetV2(MobileNetV2Config { num_classes: 10 }), 32, 32)
+    check_architecture(
+        ArchitectureConfig::MobilenetV2(MobileNetV2Config { num_classes: 10 }),
+        32,
+        32,
+    )
 }
 
 #[test]
 fn resnet18() -> Result<()> {
-    check_architecture(ArchitectureConfig::Resnet(ResNetConfig { depth: 18, num_classes: 10 }), 32, 32)
+    check_architecture(
+        ArchitectureConfig::Resnet(ResNetConfig {
+            depth: 18,
+            num_classes: 10,
+        }),
+        32,
+        32,
+    )
 }
 
 #[test]
 fn resnet34() -> Result<()> {
-    check_architecture(ArchitectureConfig::Resnet(ResNetConfig { depth: 34, num_classes: 10 }), 32, 32)
+    check_architecture(
+        ArchitectureConfig::Resnet(ResNetConfig {
+            depth: 34,
+            num_classes: 10,
+        }),
+        32,
+        32,
+    )
 }
 
 #[test]
 fn resnet50() -> Result<()> {
-    check_architecture(ArchitectureConfig::Resnet(ResNetConfig { depth: 50, num_classes: 10 }), 32, 32)
+    check_architecture(
+        ArchitectureConfig::Resnet(ResNetConfig {
+            depth: 50,
+            num_classes: 10,
+        }),
+        32,
+        32,
+    )
 }
 
 #[test]
 fn vgg16_features_only() -> Result<()> {
-    check_architecture(ArchitectureConfig::Vgg16(Vgg16Config { classifier: false, num_classes: 1000 }), 32, 32)
+    check_architecture(
+        ArchitectureConfig::Vgg16(Vgg16Config {
+            classifier: false,
+            num_classes: 1000,
+        }),
+        32,
+        32,
+    )
 }
 
 #[cfg(feature = "dinov2")]
 #[test]
 fn dinov2_small() -> Result<()> {
     use crosskd_models::foreign::dinov2::{Dinov2Config, Dinov2Size};
-    check_architecture(ArchitectureConfig::Dinov2(Dinov2Config { size: Dinov2Size::Small }), 28, 28)
+    check_architecture(
+        ArchitectureConfig::Dinov2(Dinov2Config {
+            size: Dinov2Size::Small,
+        }),
+        28,
+        28,
+    )
 }
 
 #[test]
@@ -152,7 +229,12 @@ fn same_seed_same_weights_other_seed_other_weights() -> Result<()> {
 
 #[test]
 fn students_train_every_parameter_and_update_running_stats() -> Result<()> {
-    let arch = ArchitectureConfig::Unet(UnetConfig { base_width: 4, depth: 2, out_channels: 4, ..UnetConfig::default() });
+    let arch = ArchitectureConfig::Unet(UnetConfig {
+        base_width: 4,
+        depth: 2,
+        out_channels: 4,
+        ..UnetConfig::default()
+    });
     let (net, varmap) = build_seeded(&arch, 2, DType::F32, &Device::Cpu)?;
     let x = images(2, 8, 8, 1)?;
     let (out, _) = net.forward_with_taps(&x, true, &[])?;
@@ -163,21 +245,40 @@ fn students_train_every_parameter_and_update_running_stats() -> Result<()> {
             continue;
         }
         trainable += 1;
-        let g = grads.get(&var).unwrap_or_else(|| panic!("no gradient for {name}"));
-        assert!(g.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0, "zero gradient for {name}");
+        let g = grads
+            .get(&var)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert!(
+            g.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0,
+            "zero gradient for {name}"
+        );
     }
     assert!(trainable > 10);
     let stats = sorted_vars(&varmap);
-    let (_, rm) = stats.iter().find(|(n, _)| n == "enc1.norm1.running_mean").expect("running mean stored in the VarMap");
-    assert!(rm.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0, "a training forward updates the running mean");
+    let (_, rm) = stats
+        .iter()
+        .find(|(n, _)| n == "enc1.norm1.running_mean")
+        .expect("running mean stored in the VarMap");
+    assert!(
+        rm.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0,
+        "a training forward updates the running mean"
+    );
     Ok(())
 }
 
 #[test]
 fn unknown_taps_are_refused_with_the_available_list() -> Result<()> {
-    let arch = ArchitectureConfig::Unet(UnetConfig { base_width: 4, depth: 2, ..UnetConfig::default() });
-    let teacher = FrozenTeacher::random(&arch, 0, Some(InputNormalization::imagenet()), &Device::Cpu)?;
-    let err = teacher.validate_taps((16, 16), &["bottleneck", "layer3"]).unwrap_err().to_string();
+    let arch = ArchitectureConfig::Unet(UnetConfig {
+        base_width: 4,
+        depth: 2,
+        ..UnetConfig::default()
+    });
+    let teacher =
+        FrozenTeacher::random(&arch, 0, Some(InputNormalization::imagenet()), &Device::Cpu)?;
+    let err = teacher
+        .validate_taps((16, 16), &["bottleneck", "layer3"])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("\"layer3\""), "{err}");
     assert!(err.contains("bottleneck: [16, 4, 4]"), "{err}");
     assert!(err.contains("enc1: [4, 16, 16]"), "{err}");
@@ -188,7 +289,11 @@ fn unknown_taps_are_refused_with_the_available_list() -> Result<()> {
 
 #[test]
 fn too_small_inputs_are_refused() -> Result<()> {
-    let arch = ArchitectureConfig::Unet(UnetConfig { base_width: 4, depth: 3, ..UnetConfig::default() });
+    let arch = ArchitectureConfig::Unet(UnetConfig {
+        base_width: 4,
+        depth: 3,
+        ..UnetConfig::default()
+    });
     let (net, _) = build_seeded(&arch, 0, DType::F32, &Device::Cpu)?;
     let err = net.tap_shapes((4, 16)).unwrap_err().to_string();
     assert!(err.contains("4x16"), "{err}");
@@ -201,8 +306,15 @@ fn architecture_configs_round_trip_and_refuse_unknown_fields() {
     let json = arch.to_json();
     let back: ArchitectureConfig = serde_json::from_str(&json).expect("round trip");
     assert_eq!(back, arch);
-    let parsed: ArchitectureConfig = serde_json::from_str(r#"{"arch":"resnet","depth":50}"#).expect("defaults");
-    assert_eq!(parsed, ArchitectureConfig::Resnet(ResNetConfig { depth: 50, num_classes: 1000 }));
+    let parsed: ArchitectureConfig =
+        serde_json::from_str(r#"{"arch":"resnet","depth":50}"#).expect("defaults");
+    assert_eq!(
+        parsed,
+        ArchitectureConfig::Resnet(ResNetConfig {
+            depth: 50,
+            num_classes: 1000
+        })
+    );
     let bad = serde_json::from_str::<ArchitectureConfig>(r#"{"arch":"unet","base-widht":8}"#);
     assert!(bad.is_err(), "misspelt field refused");
 }

@@ -21,7 +21,9 @@ fn teacher(seed: u64) -> Result<FrozenTeacher> {
 }
 
 fn image(index: usize) -> Result<Tensor> {
-    let v: Vec<f32> = (0..3 * 8 * 8).map(|i| ((i * 7 + index * 13) % 17) as f32 / 16.0).collect();
+    let v: Vec<f32> = (0..3 * 8 * 8)
+        .map(|i| ((i * 7 + index * 13) % 17) as f32 / 16.0)
+        .collect();
     Ok(Tensor::from_vec(v, (1, 3, 8, 8), &Device::Cpu)?)
 }
 
@@ -32,14 +34,37 @@ fn batches(calls: &Cell<usize>) -> Vec<std::result::Result<IndexedBatch, String>
     order
         .chunks(4)
         .map(|chunk| {
-            let imgs: Vec<Tensor> = chunk.iter().map(|&i| image(i)).collect::<Result<_>>().map_err(|e| e.to_string())?;
-            Ok((chunk.to_vec(), Tensor::cat(&imgs, 0).map_err(|e| e.to_string())?))
+            let imgs: Vec<Tensor> = chunk
+                .iter()
+                .map(|&i| image(i))
+                .collect::<Result<_>>()
+                .map_err(|e| e.to_string())?;
+            Ok((
+                chunk.to_vec(),
+                Tensor::cat(&imgs, 0).map_err(|e| e.to_string())?,
+            ))
         })
         .collect()
 }
 
-fn open(root: &std::path::Path, t: &FrozenTeacher, tap: &str, dataset: &str, calls: &Cell<usize>) -> Result<(FeatureCache, CacheStatus)> {
-    FeatureCache::open_or_build(root, t, tap, dataset, "none", CacheMode::BuildIfMissing, 3, || batches(calls), &Device::Cpu)
+fn open(
+    root: &std::path::Path,
+    t: &FrozenTeacher,
+    tap: &str,
+    dataset: &str,
+    calls: &Cell<usize>,
+) -> Result<(FeatureCache, CacheStatus)> {
+    FeatureCache::open_or_build(
+        root,
+        t,
+        tap,
+        dataset,
+        "none",
+        CacheMode::BuildIfMissing,
+        3,
+        || batches(calls),
+        &Device::Cpu,
+    )
 }
 
 #[test]
@@ -48,22 +73,40 @@ fn hit_returns_the_teachers_features_without_running_it() -> Result<()> {
     let t = teacher(1)?;
     let calls = Cell::new(0);
     let (built, status) = open(root.path(), &t, "stage2", "toy:n=10", &calls)?;
-    assert_eq!((status, calls.get(), built.len()), (CacheStatus::Built, 1, N));
+    assert_eq!(
+        (status, calls.get(), built.len()),
+        (CacheStatus::Built, 1, N)
+    );
     assert_eq!(built.feature_shape(), &[8, 4, 4]);
     let (cache, status) = open(root.path(), &t, "stage2", "toy:n=10", &calls)?;
-    assert_eq!((status, calls.get()), (CacheStatus::Hit, 1), "the teacher did not run again");
+    assert_eq!(
+        (status, calls.get()),
+        (CacheStatus::Hit, 1),
+        "the teacher did not run again"
+    );
     for index in 0..N {
         let want = t.features(&image(index)?, &["stage2"])?["stage2"].squeeze(0)?;
         let got = cache.get(index)?;
-        assert_eq!((got - want)?.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0, "sample {index}");
+        assert_eq!(
+            (got - want)?.abs()?.sum_all()?.to_scalar::<f32>()?,
+            0.0,
+            "sample {index}"
+        );
     }
     assert_eq!(cache.get_batch(&[9, 0, 4])?.dims(), &[3, 8, 4, 4]);
     assert!(cache.get(N).is_err());
     cache.verify()?;
     // With one shard in memory at a time, reads still agree.
-    let small = FeatureCache::open(root.path(), cache.key(), &Device::Cpu)?.with_max_loaded_shards(1);
+    let small =
+        FeatureCache::open(root.path(), cache.key(), &Device::Cpu)?.with_max_loaded_shards(1);
     for index in [0, 9, 0, 5] {
-        assert_eq!((small.get(index)? - cache.get(index)?)?.abs()?.sum_all()?.to_scalar::<f32>()?, 0.0);
+        assert_eq!(
+            (small.get(index)? - cache.get(index)?)?
+                .abs()?
+                .sum_all()?
+                .to_scalar::<f32>()?,
+            0.0
+        );
     }
     Ok(())
 }
@@ -80,17 +123,28 @@ fn any_key_change_misses() -> Result<()> {
     let (other_teacher, s3) = open(root.path(), &t2, "stage2", "toy:n=10", &calls)?;
     assert_eq!([s1, s2, s3], [CacheStatus::Built; 3]);
     assert_eq!(calls.get(), 4);
-    let dirs = [base.dir(), other_data.dir(), other_tap.dir(), other_teacher.dir()];
+    let dirs = [
+        base.dir(),
+        other_data.dir(),
+        other_tap.dir(),
+        other_teacher.dir(),
+    ];
     for (i, a) in dirs.iter().enumerate() {
         for b in &dirs[i + 1..] {
             assert_ne!(a, b);
         }
     }
-    let d = (base.get(0)? - other_teacher.get(0)?)?.abs()?.sum_all()?.to_scalar::<f32>()?;
+    let d = (base.get(0)? - other_teacher.get(0)?)?
+        .abs()?
+        .sum_all()?
+        .to_scalar::<f32>()?;
     assert!(d > 0.0, "another teacher gives other features");
 
     let wanted = CacheKey::new(&t1, "stage2", "toy:n=10", "resize=16");
-    let msg = FeatureCache::open(root.path(), &wanted, &Device::Cpu).err().expect("refused").to_string();
+    let msg = FeatureCache::open(root.path(), &wanted, &Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(msg.contains("no cache for key"), "{msg}");
     assert!(msg.contains("differs in [\"preprocessing\"]"), "{msg}");
     let required = FeatureCache::open_or_build(
@@ -121,8 +175,14 @@ fn a_corrupted_shard_is_detected() -> Result<()> {
     bytes[last] ^= 0x40;
     std::fs::write(&shard, bytes).expect("write shard");
     let reopened = FeatureCache::open(root.path(), cache.key(), &Device::Cpu)?;
-    let msg = reopened.verify().err().expect("corruption detected").to_string();
-    assert!(msg.contains("shard-00001.safetensors") && msg.contains("corrupted shard"), "{msg}");
+    let msg = reopened
+        .verify()
+        .expect_err("corruption detected")
+        .to_string();
+    assert!(
+        msg.contains("shard-00001.safetensors") && msg.contains("corrupted shard"),
+        "{msg}"
+    );
     // Samples of intact shards still read; those of the damaged one do not.
     assert!(reopened.get(3).is_ok(), "shard 0 holds sample 3");
     assert!(reopened.get(9).is_err(), "shard 1 holds sample 9");
@@ -136,10 +196,16 @@ fn duplicate_indices_and_failing_sources_are_refused() -> Result<()> {
     let key = CacheKey::new(&t, "pooled", "dup", "none");
     let dup: Vec<std::result::Result<IndexedBatch, String>> =
         vec![Ok((vec![1, 1], Tensor::cat(&[image(1)?, image(1)?], 0)?))];
-    let msg = FeatureCache::build(root.path(), &key, &t, 4, dup, &Device::Cpu).err().expect("refused").to_string();
+    let msg = FeatureCache::build(root.path(), &key, &t, 4, dup, &Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(msg.contains("appears twice"), "{msg}");
     let failing: Vec<std::result::Result<IndexedBatch, String>> = vec![Err("disk on fire".into())];
-    let msg = FeatureCache::build(root.path(), &key, &t, 4, failing, &Device::Cpu).err().expect("refused").to_string();
+    let msg = FeatureCache::build(root.path(), &key, &t, 4, failing, &Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(msg.contains("disk on fire"), "{msg}");
     let leftovers = std::fs::read_dir(root.path()).expect("list").count();
     assert_eq!(leftovers, 0, "failed builds leave nothing behind");

@@ -32,11 +32,21 @@ fn read_ppm(path: &str) -> Result<Tensor> {
         }
         fields.push(String::from_utf8_lossy(&bytes[start..pos]).into_owned());
     }
-    assert_eq!((fields[0].as_str(), fields[3].as_str()), ("P6", "255"), "CROSSKD_CHELSEA must be a binary PPM");
-    let (w, h): (usize, usize) = (fields[1].parse().expect("width"), fields[2].parse().expect("height"));
+    assert_eq!(
+        (fields[0].as_str(), fields[3].as_str()),
+        ("P6", "255"),
+        "CROSSKD_CHELSEA must be a binary PPM"
+    );
+    let (w, h): (usize, usize) = (
+        fields[1].parse().expect("width"),
+        fields[2].parse().expect("height"),
+    );
     let pixels = &bytes[pos + 1..pos + 1 + 3 * w * h];
     let hwc: Vec<f32> = pixels.iter().map(|&v| f32::from(v) / 255.0).collect();
-    Ok(Tensor::from_vec(hwc, (h, w, 3), &Device::Cpu)?.permute((2, 0, 1))?.contiguous()?.unsqueeze(0)?)
+    Ok(Tensor::from_vec(hwc, (h, w, 3), &Device::Cpu)?
+        .permute((2, 0, 1))?
+        .contiguous()?
+        .unsqueeze(0)?)
 }
 
 /// torchvision's evaluation transform: shorter side to 256 (bilinear; torchvision also
@@ -46,10 +56,16 @@ fn load_photo(path: &str) -> Result<Tensor> {
     let img = read_ppm(path)?;
     let (_, _, h, w) = img.dims4()?;
     let scale = 256.0 / h.min(w) as f64;
-    let (nh, nw) = ((h as f64 * scale).round() as usize, (w as f64 * scale).round() as usize);
+    let (nh, nw) = (
+        (h as f64 * scale).round() as usize,
+        (w as f64 * scale).round() as usize,
+    );
     let resized = crosskd_ops::resize::resize_bilinear(&img, nh, nw)?;
     let (y0, x0) = ((nh - 224) / 2, (nw - 224) / 2);
-    Ok(resized.narrow(2, y0, 224)?.narrow(3, x0, 224)?.contiguous()?)
+    Ok(resized
+        .narrow(2, y0, 224)?
+        .narrow(3, x0, 224)?
+        .contiguous()?)
 }
 
 #[test]
@@ -59,12 +75,19 @@ fn torchvision_mobilenet_v2_classifies_chelsea_as_a_cat() -> Result<()> {
         return Ok(());
     };
     let dir = tempfile::tempdir().expect("temporary folder");
-    let weights = match (std::env::var("CROSSKD_MOBILENET_SAFETENSORS"), std::env::var("CROSSKD_MOBILENET_PTH")) {
+    let weights = match (
+        std::env::var("CROSSKD_MOBILENET_SAFETENSORS"),
+        std::env::var("CROSSKD_MOBILENET_PTH"),
+    ) {
         (Ok(st), _) => std::path::PathBuf::from(st),
         (Err(_), Ok(pth)) => {
             let out = dir.path().join("mobilenet_v2.safetensors");
-            let report = crosskd_models::weights::convert_to_safetensors(pth.as_ref(), &out).expect("conversion");
-            eprintln!("converted {pth}: {} tensors, {} elements", report.tensors, report.elements);
+            let report = crosskd_models::weights::convert_to_safetensors(pth.as_ref(), &out)
+                .expect("conversion");
+            eprintln!(
+                "converted {pth}: {} tensors, {} elements",
+                report.tensors, report.elements
+            );
             out
         }
         _ => {
@@ -73,12 +96,27 @@ fn torchvision_mobilenet_v2_classifies_chelsea_as_a_cat() -> Result<()> {
         }
     };
     let arch = ArchitectureConfig::MobilenetV2(MobileNetV2Config::default());
-    let teacher = FrozenTeacher::pretrained(&arch, &weights, Some(InputNormalization::imagenet()), &Device::Cpu)?;
+    let teacher = FrozenTeacher::pretrained(
+        &arch,
+        &weights,
+        Some(InputNormalization::imagenet()),
+        &Device::Cpu,
+    )?;
     let logits = teacher.output(&load_photo(&photo)?)?.squeeze(0)?;
     let scores: Vec<f32> = logits.to_vec1()?;
     let mut order: Vec<usize> = (0..scores.len()).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
-    eprintln!("top-5 ImageNet classes: {:?}", order[..5].iter().map(|&i| (i, scores[i])).collect::<Vec<_>>());
-    assert!((281..=285).contains(&order[0]), "top-1 class {} is not a cat (281-285)", order[0]);
+    eprintln!(
+        "top-5 ImageNet classes: {:?}",
+        order[..5]
+            .iter()
+            .map(|&i| (i, scores[i]))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        (281..=285).contains(&order[0]),
+        "top-1 class {} is not a cat (281-285)",
+        order[0]
+    );
     Ok(())
 }

@@ -603,7 +603,7 @@ fn projection_gradients_match_finite_differences() {
     assert_gradients(
         "project_onto_span",
         move |x| project_onto_span(&b, &x[0]).map_err(Into::into),
-        &[z.clone()],
+        std::slice::from_ref(&z),
         1e-6,
         1e-6,
     );

@@ -2,6 +2,7 @@
 
 pub mod data;
 pub mod report;
+pub mod train_step;
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -20,14 +21,29 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match args.which.as_deref() {
         Some("render") => data::render(args.threads),
         Some("loader") => data::loader(args.threads),
-        Some("train-step") | Some("ops") => anyhow::bail!(
-            "`bench {}` is not written yet; use `cargo bench -p crosskd-ops --bench ops` for single convolutions",
-            args.which.as_deref().unwrap_or_default()
-        ),
-        Some(other) => anyhow::bail!("unknown benchmark `{other}`: expected train-step, ops, render or loader"),
+        Some("train-step") => train_step::run(args.threads),
+        Some("ops") => ops(args.threads),
+        Some(other) => {
+            anyhow::bail!("unknown benchmark `{other}`: expected train-step, ops, render or loader")
+        }
         None => {
+            train_step::run(args.threads)?;
             data::render(args.threads)?;
             data::loader(args.threads)
         }
     }
+}
+
+/// `cargo xtask bench ops`: the criterion benchmarks of single ops (convolutions, pooling, norms).
+fn ops(threads: usize) -> anyhow::Result<()> {
+    let status =
+        std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["bench", "-p", "crosskd-ops", "--bench", "ops"])
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "`cargo bench -p crosskd-ops --bench ops` failed: {status}"
+    );
+    Ok(())
 }

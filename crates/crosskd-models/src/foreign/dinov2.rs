@@ -58,12 +58,30 @@ impl Dinov2Config {
         let (depth, dim, _) = self.dims();
         let patches = (518 / 14) * (518 / 14);
         let mut v = vec![
-            ("pos_embed".to_string(), vec![1, patches + 1, dim], candle_nn::Init::Randn { mean: 0.0, stdev: 0.02 }),
-            ("cls_token".to_string(), vec![1, 1, dim], candle_nn::Init::Randn { mean: 0.0, stdev: 1e-6 }),
+            (
+                "pos_embed".to_string(),
+                vec![1, patches + 1, dim],
+                candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.02,
+                },
+            ),
+            (
+                "cls_token".to_string(),
+                vec![1, 1, dim],
+                candle_nn::Init::Randn {
+                    mean: 0.0,
+                    stdev: 1e-6,
+                },
+            ),
         ];
         for b in 0..depth {
             for ls in ["ls1", "ls2"] {
-                v.push((format!("blocks.{b}.{ls}.gamma"), vec![dim], candle_nn::Init::Const(1e-5)));
+                v.push((
+                    format!("blocks.{b}.{ls}.gamma"),
+                    vec![dim],
+                    candle_nn::Init::Const(1e-5),
+                ));
             }
         }
         v
@@ -78,7 +96,9 @@ pub struct Dinov2 {
 
 impl std::fmt::Debug for Dinov2 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Dinov2").field("cfg", &self.cfg).finish_non_exhaustive()
+        f.debug_struct("Dinov2")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,7 +106,10 @@ impl Dinov2 {
     /// Builds the network with candle's parameter names at `vb`.
     pub fn new(cfg: &Dinov2Config, vb: VarBuilder) -> Result<Self> {
         let (depth, dim, heads) = cfg.dims();
-        Ok(Self { cfg: cfg.clone(), vit: DinoVisionTransformer::new(vb, depth, dim, heads)? })
+        Ok(Self {
+            cfg: cfg.clone(),
+            vit: DinoVisionTransformer::new(vb, depth, dim, heads)?,
+        })
     }
 }
 
@@ -95,13 +118,20 @@ impl TappedNetwork for Dinov2 {
         "dinov2".into()
     }
 
-    fn forward_with_taps(&self, x: &Tensor, _train: bool, taps: &[&str]) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
+    fn forward_with_taps(
+        &self,
+        x: &Tensor,
+        _train: bool,
+        taps: &[&str],
+    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
         let depth = self.cfg.dims().0;
         let (_, _, h, w) = x.dims4()?;
         self.tap_shapes((h, w))?;
         let blocks: Vec<usize> = (0..depth).collect();
-        let maps = self.vit.get_intermediate_layers(x, &blocks, true, false, false)?;
+        let maps = self
+            .vit
+            .get_intermediate_layers(x, &blocks, true, false, false)?;
         for b in 0..depth {
             rec.offer(&format!("blocks.{b}"), &maps.i(b)?);
         }
@@ -118,7 +148,9 @@ impl TappedNetwork for Dinov2 {
             });
         }
         let (depth, dim, _) = self.cfg.dims();
-        Ok((0..depth).map(|b| (format!("blocks.{b}"), vec![dim, height / 14, width / 14])).collect())
+        Ok((0..depth)
+            .map(|b| (format!("blocks.{b}"), vec![dim, height / 14, width / 14]))
+            .collect())
     }
 
     fn output_tap(&self) -> String {

@@ -82,12 +82,18 @@ impl SmallResnetConfig {
             return fail("widths, blocks and in-channels must be positive".into());
         }
         if !(1..=4).contains(&self.stem_stride) {
-            return fail(format!("stem-stride must be in 1..=4, got {}", self.stem_stride));
+            return fail(format!(
+                "stem-stride must be in 1..=4, got {}",
+                self.stem_stride
+            ));
         }
         if self.norm == NormKind::Group {
             let g = self.group_norm_groups;
             if g == 0 || self.widths.iter().any(|w| w % g != 0) {
-                return fail(format!("group-norm-groups = {g} must divide every width {:?}", self.widths));
+                return fail(format!(
+                    "group-norm-groups = {g} must divide every width {:?}",
+                    self.widths
+                ));
             }
         }
         Ok(())
@@ -105,7 +111,13 @@ struct BasicBlock {
 }
 
 impl BasicBlock {
-    fn new(cfg: &SmallResnetConfig, in_c: usize, out_c: usize, stride: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        cfg: &SmallResnetConfig,
+        in_c: usize,
+        out_c: usize,
+        stride: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let g = cfg.group_norm_groups;
         let shortcut = if stride != 1 || in_c != out_c {
             let vbs = vb.pp("downsample");
@@ -151,8 +163,20 @@ impl SmallResnet {
     pub fn new(cfg: &SmallResnetConfig, vb: VarBuilder) -> Result<Self> {
         cfg.validate()?;
         let w0 = cfg.widths[0];
-        let stem_conv = conv2d(cfg.in_channels, w0, 3, conv_cfg(cfg.stem_stride, 1), false, vb.pp("stem").pp("conv"))?;
-        let stem_norm = norm(cfg.norm, w0, cfg.group_norm_groups, vb.pp("stem").pp("norm"))?;
+        let stem_conv = conv2d(
+            cfg.in_channels,
+            w0,
+            3,
+            conv_cfg(cfg.stem_stride, 1),
+            false,
+            vb.pp("stem").pp("conv"),
+        )?;
+        let stem_norm = norm(
+            cfg.norm,
+            w0,
+            cfg.group_norm_groups,
+            vb.pp("stem").pp("norm"),
+        )?;
         let mut stages = Vec::with_capacity(cfg.widths.len());
         let mut in_c = w0;
         for (s, (&width, &count)) in cfg.widths.iter().zip(&cfg.blocks).enumerate() {
@@ -165,7 +189,12 @@ impl SmallResnet {
             }
             stages.push(blocks);
         }
-        Ok(Self { cfg: cfg.clone(), stem_conv, stem_norm, stages })
+        Ok(Self {
+            cfg: cfg.clone(),
+            stem_conv,
+            stem_norm,
+            stages,
+        })
     }
 
     /// The configuration it was built from.
@@ -179,9 +208,17 @@ impl TappedNetwork for SmallResnet {
         "small-resnet".into()
     }
 
-    fn forward_with_taps(&self, x: &Tensor, train: bool, taps: &[&str]) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
+    fn forward_with_taps(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
-        let mut h = self.stem_norm.forward(&self.stem_conv.forward(x)?, train)?.relu()?;
+        let mut h = self
+            .stem_norm
+            .forward(&self.stem_conv.forward(x)?, train)?
+            .relu()?;
         rec.offer("stem", &h);
         for (s, blocks) in self.stages.iter().enumerate() {
             for block in blocks {

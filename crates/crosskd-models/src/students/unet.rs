@@ -141,7 +141,10 @@ impl DoubleConv {
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let x = self.norm1.forward(&self.conv1.forward(x)?, train)?.relu()?;
-        Ok(self.norm2.forward(&self.conv2.forward(&x)?, train)?.relu()?)
+        Ok(self
+            .norm2
+            .forward(&self.conv2.forward(&x)?, train)?
+            .relu()?)
     }
 }
 
@@ -171,8 +174,17 @@ impl Unet {
         let k = cfg.depth;
         let mut encoders = Vec::with_capacity(k);
         for i in 1..=k {
-            let in_c = if i == 1 { cfg.in_channels } else { cfg.width(i - 1) };
-            encoders.push(DoubleConv::new(cfg, in_c, cfg.width(i), vb.pp(format!("enc{i}")))?);
+            let in_c = if i == 1 {
+                cfg.in_channels
+            } else {
+                cfg.width(i - 1)
+            };
+            encoders.push(DoubleConv::new(
+                cfg,
+                in_c,
+                cfg.width(i),
+                vb.pp(format!("enc{i}")),
+            )?);
         }
         let bottleneck = DoubleConv::new(cfg, cfg.width(k), cfg.width(k + 1), vb.pp("bottleneck"))?;
         let mut decoders = Vec::with_capacity(k);
@@ -182,12 +194,29 @@ impl Unet {
             let out_c = if i == 1 { cfg.out_channels } else { here };
             let block_in = if cfg.skip_connections { 2 * here } else { here };
             decoders.push(DecoderStage {
-                up_conv: conv2d(below, here, 3, conv_cfg(1, 1), false, vbd.pp("up").pp("conv"))?,
-                up_norm: norm(cfg.norm, here, cfg.group_norm_groups, vbd.pp("up").pp("norm"))?,
+                up_conv: conv2d(
+                    below,
+                    here,
+                    3,
+                    conv_cfg(1, 1),
+                    false,
+                    vbd.pp("up").pp("conv"),
+                )?,
+                up_norm: norm(
+                    cfg.norm,
+                    here,
+                    cfg.group_norm_groups,
+                    vbd.pp("up").pp("norm"),
+                )?,
                 block: DoubleConv::new(cfg, block_in, out_c, vbd)?,
             });
         }
-        Ok(Self { cfg: cfg.clone(), encoders, bottleneck, decoders })
+        Ok(Self {
+            cfg: cfg.clone(),
+            encoders,
+            bottleneck,
+            decoders,
+        })
     }
 
     /// The configuration it was built from.
@@ -198,7 +227,9 @@ impl Unet {
     fn resize(&self, x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
         let (_, _, xh, xw) = x.dims4()?;
         Ok(match self.cfg.upsample {
-            UpsampleMode::Nearest if h == 2 * xh && w == 2 * xw => crosskd_ops::resize::upsample_nearest2d(x, 2, 2)?,
+            UpsampleMode::Nearest if h == 2 * xh && w == 2 * xw => {
+                crosskd_ops::resize::upsample_nearest2d(x, 2, 2)?
+            }
             UpsampleMode::Nearest => crosskd_ops::resize::resize_nearest(x, h, w)?,
             UpsampleMode::Bilinear => crosskd_ops::resize::resize_bilinear(x, h, w)?,
         })
@@ -214,7 +245,12 @@ impl TappedNetwork for Unet {
         "unet".into()
     }
 
-    fn forward_with_taps(&self, x: &Tensor, train: bool, taps: &[&str]) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
+    fn forward_with_taps(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
         let mut skips = Vec::with_capacity(self.cfg.depth);
         let mut h = x.clone();
@@ -232,8 +268,15 @@ impl TappedNetwork for Unet {
             let skip = &skips[i];
             let (_, _, sh, sw) = skip.dims4()?;
             let up = self.resize(&h, sh, sw)?;
-            let up = dec.up_norm.forward(&dec.up_conv.forward(&up)?, train)?.relu()?;
-            let joined = if self.cfg.skip_connections { Tensor::cat(&[skip, &up], 1)? } else { up };
+            let up = dec
+                .up_norm
+                .forward(&dec.up_conv.forward(&up)?, train)?
+                .relu()?;
+            let joined = if self.cfg.skip_connections {
+                Tensor::cat(&[skip, &up], 1)?
+            } else {
+                up
+            };
             h = dec.block.forward(&joined, train)?;
             rec.offer(&format!("dec{}", i + 1), &h);
         }
@@ -250,7 +293,10 @@ impl TappedNetwork for Unet {
                     arch: self.arch_name(),
                     height,
                     width,
-                    message: format!("depth {k} needs both sides to be at least 2^{k} = {}", 1usize << k),
+                    message: format!(
+                        "depth {k} needs both sides to be at least 2^{k} = {}",
+                        1usize << k
+                    ),
                 });
             }
             sizes.push((h, w));
@@ -259,11 +305,21 @@ impl TappedNetwork for Unet {
         }
         let mut taps = Vec::with_capacity(2 * k + 1);
         for i in 1..=k {
-            taps.push((format!("enc{i}"), vec![self.cfg.width(i), sizes[i - 1].0, sizes[i - 1].1]));
+            taps.push((
+                format!("enc{i}"),
+                vec![self.cfg.width(i), sizes[i - 1].0, sizes[i - 1].1],
+            ));
         }
-        taps.push(("bottleneck".into(), vec![self.cfg.width(k + 1), sizes[k].0, sizes[k].1]));
+        taps.push((
+            "bottleneck".into(),
+            vec![self.cfg.width(k + 1), sizes[k].0, sizes[k].1],
+        ));
         for i in (1..=k).rev() {
-            let c = if i == 1 { self.cfg.out_channels } else { self.cfg.width(i) };
+            let c = if i == 1 {
+                self.cfg.out_channels
+            } else {
+                self.cfg.width(i)
+            };
             taps.push((format!("dec{i}"), vec![c, sizes[i - 1].0, sizes[i - 1].1]));
         }
         Ok(taps)

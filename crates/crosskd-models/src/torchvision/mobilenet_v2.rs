@@ -33,13 +33,22 @@ pub struct MobileNetV2Config {
 
 impl Default for MobileNetV2Config {
     fn default() -> Self {
-        Self { num_classes: default_classes() }
+        Self {
+            num_classes: default_classes(),
+        }
     }
 }
 
 /// The inverted-residual settings `(expansion t, channels c, repeats n, first stride s)`.
-const SETTINGS: [(usize, usize, usize, usize); 7] =
-    [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
+const SETTINGS: [(usize, usize, usize, usize); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
 
 /// Conv–BN with optional ReLU6 (torchvision `Conv2dNormActivation`: `.0` conv, `.1` BN).
 #[derive(Debug, Clone)]
@@ -50,9 +59,25 @@ struct ConvBn {
 }
 
 impl ConvBn {
-    fn new(in_c: usize, out_c: usize, kernel: usize, stride: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
-        let cfg = Conv2dConfig { stride, padding: (kernel - 1) / 2, dilation: 1, groups };
-        Ok(Self { conv: conv2d(in_c, out_c, kernel, cfg, false, vb.pp(0))?, bn: batch_norm(out_c, vb.pp(1))?, relu6: true })
+    fn new(
+        in_c: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        groups: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
+        let cfg = Conv2dConfig {
+            stride,
+            padding: (kernel - 1) / 2,
+            dilation: 1,
+            groups,
+        };
+        Ok(Self {
+            conv: conv2d(in_c, out_c, kernel, cfg, false, vb.pp(0))?,
+            bn: batch_norm(out_c, vb.pp(1))?,
+            relu6: true,
+        })
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -73,7 +98,13 @@ struct InvertedResidual {
 }
 
 impl InvertedResidual {
-    fn new(in_c: usize, out_c: usize, stride: usize, expand: usize, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        in_c: usize,
+        out_c: usize,
+        stride: usize,
+        expand: usize,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let vb = vb.pp("conv");
         let hidden = in_c * expand;
         let mut layers = Vec::with_capacity(3);
@@ -85,12 +116,22 @@ impl InvertedResidual {
         layers.push(ConvBn::new(hidden, hidden, 3, stride, hidden, vb.pp(idx))?);
         // The projection is a bare conv at `conv.{idx+1}` and its BN at `conv.{idx+2}`.
         let project = ConvBn {
-            conv: conv2d(hidden, out_c, 1, Conv2dConfig::default(), false, vb.pp(idx + 1))?,
+            conv: conv2d(
+                hidden,
+                out_c,
+                1,
+                Conv2dConfig::default(),
+                false,
+                vb.pp(idx + 1),
+            )?,
             bn: batch_norm(out_c, vb.pp(idx + 2))?,
             relu6: false,
         };
         layers.push(project);
-        Ok(Self { layers, residual: stride == 1 && in_c == out_c })
+        Ok(Self {
+            layers,
+            residual: stride == 1 && in_c == out_c,
+        })
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
@@ -122,7 +163,10 @@ impl MobileNetV2 {
     /// Builds the network with torchvision's parameter names at `vb`.
     pub fn new(cfg: &MobileNetV2Config, vb: VarBuilder) -> Result<Self> {
         if cfg.num_classes == 0 {
-            return Err(ModelError::config("mobilenet-v2", "num-classes must be positive"));
+            return Err(ModelError::config(
+                "mobilenet-v2",
+                "num-classes must be positive",
+            ));
         }
         let vbf = vb.pp("features");
         let mut features = vec![Feature::Conv(ConvBn::new(3, 32, 3, 2, 1, vbf.pp(0))?)];
@@ -131,15 +175,33 @@ impl MobileNetV2 {
         for &(t, c, n, s) in &SETTINGS {
             for i in 0..n {
                 let stride = if i == 0 { s } else { 1 };
-                features.push(Feature::Block(InvertedResidual::new(in_c, c, stride, t, vbf.pp(features.len()))?));
+                features.push(Feature::Block(InvertedResidual::new(
+                    in_c,
+                    c,
+                    stride,
+                    t,
+                    vbf.pp(features.len()),
+                )?));
                 geometry.push((c, stride));
                 in_c = c;
             }
         }
-        features.push(Feature::Conv(ConvBn::new(in_c, 1280, 1, 1, 1, vbf.pp(features.len()))?));
+        features.push(Feature::Conv(ConvBn::new(
+            in_c,
+            1280,
+            1,
+            1,
+            1,
+            vbf.pp(features.len()),
+        )?));
         geometry.push((1280, 1));
         let classifier = candle_nn::linear(1280, cfg.num_classes, vb.pp("classifier").pp(1))?;
-        Ok(Self { cfg: cfg.clone(), features, geometry, classifier })
+        Ok(Self {
+            cfg: cfg.clone(),
+            features,
+            geometry,
+            classifier,
+        })
     }
 }
 
@@ -148,7 +210,12 @@ impl TappedNetwork for MobileNetV2 {
         "mobilenet-v2".into()
     }
 
-    fn forward_with_taps(&self, x: &Tensor, train: bool, taps: &[&str]) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
+    fn forward_with_taps(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
         let mut h = x.clone();
         for (i, f) in self.features.iter().enumerate() {

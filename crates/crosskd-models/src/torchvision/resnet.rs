@@ -40,22 +40,46 @@ struct Block {
 }
 
 impl Block {
-    fn new(in_c: usize, planes: usize, stride: usize, bottleneck: bool, vb: VarBuilder) -> Result<Self> {
+    fn new(
+        in_c: usize,
+        planes: usize,
+        stride: usize,
+        bottleneck: bool,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         let out_c = if bottleneck { planes * 4 } else { planes };
-        let pair = |i: usize, cin: usize, cout: usize, k: usize, s: usize| -> Result<(Conv2d, Norm)> {
-            Ok((
-                conv2d(cin, cout, k, conv_cfg(s, k / 2), false, vb.pp(format!("conv{i}")))?,
-                batch_norm(cout, vb.pp(format!("bn{i}")))?,
-            ))
-        };
+        let pair =
+            |i: usize, cin: usize, cout: usize, k: usize, s: usize| -> Result<(Conv2d, Norm)> {
+                Ok((
+                    conv2d(
+                        cin,
+                        cout,
+                        k,
+                        conv_cfg(s, k / 2),
+                        false,
+                        vb.pp(format!("conv{i}")),
+                    )?,
+                    batch_norm(cout, vb.pp(format!("bn{i}")))?,
+                ))
+            };
         let convs = if bottleneck {
-            vec![pair(1, in_c, planes, 1, 1)?, pair(2, planes, planes, 3, stride)?, pair(3, planes, out_c, 1, 1)?]
+            vec![
+                pair(1, in_c, planes, 1, 1)?,
+                pair(2, planes, planes, 3, stride)?,
+                pair(3, planes, out_c, 1, 1)?,
+            ]
         } else {
-            vec![pair(1, in_c, planes, 3, stride)?, pair(2, planes, planes, 3, 1)?]
+            vec![
+                pair(1, in_c, planes, 3, stride)?,
+                pair(2, planes, planes, 3, 1)?,
+            ]
         };
         let downsample = if stride != 1 || in_c != out_c {
             let vbd = vb.pp("downsample");
-            Some((conv2d(in_c, out_c, 1, conv_cfg(stride, 0), false, vbd.pp(0))?, batch_norm(out_c, vbd.pp(1))?))
+            Some((
+                conv2d(in_c, out_c, 1, conv_cfg(stride, 0), false, vbd.pp(0))?,
+                batch_norm(out_c, vbd.pp(1))?,
+            ))
         } else {
             None
         };
@@ -97,7 +121,12 @@ impl ResNet {
             18 => ([2, 2, 2, 2], false),
             34 => ([3, 4, 6, 3], false),
             50 => ([3, 4, 6, 3], true),
-            d => return Err(ModelError::config("resnet", format!("depth must be 18, 34 or 50, got {d}"))),
+            d => {
+                return Err(ModelError::config(
+                    "resnet",
+                    format!("depth must be 18, 34 or 50, got {d}"),
+                ))
+            }
         };
         if cfg.num_classes == 0 {
             return Err(ModelError::config("resnet", "num-classes must be positive"));
@@ -119,7 +148,14 @@ impl ResNet {
             layers.push(blocks);
         }
         let fc = candle_nn::linear(512 * expansion, cfg.num_classes, vb.pp("fc"))?;
-        Ok(Self { cfg: cfg.clone(), conv1, bn1, layers, fc, expansion })
+        Ok(Self {
+            cfg: cfg.clone(),
+            conv1,
+            bn1,
+            layers,
+            fc,
+            expansion,
+        })
     }
 }
 
@@ -128,7 +164,12 @@ impl TappedNetwork for ResNet {
         format!("resnet{}", self.cfg.depth)
     }
 
-    fn forward_with_taps(&self, x: &Tensor, train: bool, taps: &[&str]) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
+    fn forward_with_taps(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
         let h = self.bn1.forward(&self.conv1.forward(x)?, train)?.relu()?;
         let mut h = crosskd_ops::pool::max_pool2d(&h, (3, 3), (2, 2), (1, 1))?;
@@ -154,14 +195,20 @@ impl TappedNetwork for ResNet {
             message: "a feature map shrank to zero size".into(),
         };
         let side = |n: usize| -> Option<usize> { conv_out(conv_out(n, 7, 2, 3, 1)?, 3, 2, 1, 1) };
-        let (mut h, mut w) = (side(height).ok_or_else(too_small)?, side(width).ok_or_else(too_small)?);
+        let (mut h, mut w) = (
+            side(height).ok_or_else(too_small)?,
+            side(width).ok_or_else(too_small)?,
+        );
         let mut taps = vec![("stem".to_string(), vec![64, h, w])];
         for l in 0..4 {
             if l > 0 {
                 h = conv_out(h, 3, 2, 1, 1).ok_or_else(too_small)?;
                 w = conv_out(w, 3, 2, 1, 1).ok_or_else(too_small)?;
             }
-            taps.push((format!("layer{}", l + 1), vec![(64 << l) * self.expansion, h, w]));
+            taps.push((
+                format!("layer{}", l + 1),
+                vec![(64 << l) * self.expansion, h, w],
+            ));
         }
         taps.push(("pool".into(), vec![512 * self.expansion]));
         taps.push(("logits".into(), vec![self.cfg.num_classes]));

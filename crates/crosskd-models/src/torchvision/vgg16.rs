@@ -38,12 +38,21 @@ pub struct Vgg16Config {
 
 impl Default for Vgg16Config {
     fn default() -> Self {
-        Self { classifier: true, num_classes: default_classes() }
+        Self {
+            classifier: true,
+            num_classes: default_classes(),
+        }
     }
 }
 
 /// Channels of the convolutions of each block.
-const BLOCKS: [&[usize]; 5] = [&[64, 64], &[128, 128], &[256, 256, 256], &[512, 512, 512], &[512, 512, 512]];
+const BLOCKS: [&[usize]; 5] = [
+    &[64, 64],
+    &[128, 128],
+    &[256, 256, 256],
+    &[512, 512, 512],
+    &[512, 512, 512],
+];
 
 /// torchvision's VGG16 (see the module docs for layout and taps).
 #[derive(Debug, Clone)]
@@ -83,7 +92,11 @@ impl Vgg16 {
         } else {
             None
         };
-        Ok(Self { cfg: cfg.clone(), blocks, classifier })
+        Ok(Self {
+            cfg: cfg.clone(),
+            blocks,
+            classifier,
+        })
     }
 }
 
@@ -92,7 +105,12 @@ impl TappedNetwork for Vgg16 {
         "vgg16".into()
     }
 
-    fn forward_with_taps(&self, x: &Tensor, train: bool, taps: &[&str]) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
+    fn forward_with_taps(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         // Dropout in the classifier is the only train/eval difference; we never apply it.
         let _ = train;
         let mut rec = TapRecorder::new(self, x, taps)?;
@@ -130,7 +148,10 @@ impl TappedNetwork for Vgg16 {
         for (b, widths) in BLOCKS.iter().enumerate() {
             h /= 2;
             w /= 2;
-            taps.push((format!("block{}", b + 1), vec![widths[widths.len() - 1], h, w]));
+            taps.push((
+                format!("block{}", b + 1),
+                vec![widths[widths.len() - 1], h, w],
+            ));
         }
         if self.cfg.classifier {
             taps.push(("logits".into(), vec![self.cfg.num_classes]));

@@ -496,22 +496,16 @@ fn collect_storage_dtypes(value: &Value, out: &mut BTreeMap<String, StorageDtype
             Value::Storage(s) => {
                 out.insert(s.key.clone(), s.dtype);
             }
-            Value::Tuple(t) => {
-                if seen.insert(std::rc::Rc::as_ptr(t) as usize) {
-                    pending.extend(t.iter().cloned());
-                }
+            Value::Tuple(t) if seen.insert(std::rc::Rc::as_ptr(t) as usize) => {
+                pending.extend(t.iter().cloned());
             }
-            Value::List(l) => {
-                if seen.insert(std::rc::Rc::as_ptr(l) as usize) {
-                    pending.extend(l.borrow().iter().cloned());
-                }
+            Value::List(l) if seen.insert(std::rc::Rc::as_ptr(l) as usize) => {
+                pending.extend(l.borrow().iter().cloned());
             }
-            Value::Dict(d) => {
-                if seen.insert(std::rc::Rc::as_ptr(d) as usize) {
-                    for (k, v) in d.borrow().iter() {
-                        pending.push(k.clone());
-                        pending.push(v.clone());
-                    }
+            Value::Dict(d) if seen.insert(std::rc::Rc::as_ptr(d) as usize) => {
+                for (k, v) in d.borrow().iter() {
+                    pending.push(k.clone());
+                    pending.push(v.clone());
                 }
             }
             _ => {}

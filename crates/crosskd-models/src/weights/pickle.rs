@@ -88,6 +88,8 @@ pub(crate) enum Value {
     None,
     Bool(bool),
     Int(i128),
+    // State dicts carry floats only in metadata we skip; the value is kept for the tests.
+    #[allow(dead_code)]
     Float(f64),
     Str(String),
     Tuple(Rc<Vec<Value>>),

@@ -1,0 +1,669 @@
+//! `cargo xtask bench train-step`: one training step of the reference UNet of issue 3, timed with
+//! raw candle ops, with crosskd-ops, and with PyTorch (`xtask/bench/train_step.py`) when `torch`
+//! is importable, all on the same number of threads.
+//!
+//! The network is written once against [`StepOps`]; the two Rust columns differ only in which
+//! implementation of the ops they plug in, so the ratio measures the ops and nothing else. The raw
+//! candle column calls candle's pooling and upsampling whose *gradients* are wrong (see
+//! `docs/ops.md`): it is a speed baseline, not a usable trainer.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use candle_core::{Device, Tensor, Var};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use crosskd_ops::conv::{conv2d, conv_transpose2d, Conv2dConfig, ConvTranspose2dConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Parameter count the issue fixes for the reference network; a mismatch means the network drifted.
+const REFERENCE_PARAMETERS: usize = 431_811;
+const BATCH: usize = 16;
+const SIZE: usize = 64;
+const WARMUP_STEPS: usize = 3;
+const TIMED_STEPS: usize = 20;
+const NORM_EPS: f64 = 1e-5;
+
+/// The ops the reference network needs. Every method takes the inputs of one call.
+trait StepOps {
+    fn conv(&self, x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, pad: usize)
+        -> Result<Tensor>;
+    fn conv_transpose_2x2(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor>;
+    fn batch_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor>;
+    fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor>;
+    fn max_pool_2x2(&self, x: &Tensor) -> Result<Tensor>;
+    fn avg_pool_2x2(&self, x: &Tensor) -> Result<Tensor>;
+    fn upsample_2x(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+type Result<T> = anyhow::Result<T>;
+
+/// candle 0.11.1 as a user finds it: `Tensor` methods and `candle_nn` layers.
+struct CandleOps;
+
+/// The same network through crosskd-ops.
+struct CrosskdOps;
+
+#[allow(clippy::disallowed_methods)] // the point of this column is candle's own (broken) ops
+impl StepOps for CandleOps {
+    fn conv(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Tensor> {
+        let y = x.conv2d(w, pad, stride, 1, 1)?;
+        Ok(y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?)
+    }
+    fn conv_transpose_2x2(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let y = x.conv_transpose2d(w, 0, 0, 2, 1)?;
+        Ok(y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?)
+    }
+    fn batch_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        // candle_nn::BatchNorm's training path, without the running-average bookkeeping (which
+        // neither column times).
+        let c = x.dim(1)?;
+        let channels_first = x.transpose(0, 1)?.flatten_from(1)?;
+        let mean = channels_first.mean_keepdim(1)?.reshape((1, c, 1, 1))?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred
+            .transpose(0, 1)?
+            .flatten_from(1)?
+            .sqr()?
+            .mean_keepdim(1)?
+            .reshape((1, c, 1, 1))?;
+        let xhat = centred.broadcast_div(&(var + NORM_EPS)?.sqrt()?)?;
+        Ok(xhat
+            .broadcast_mul(&w.reshape((1, c, 1, 1))?)?
+            .broadcast_add(&b.reshape((1, c, 1, 1))?)?)
+    }
+    fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        use candle_nn::Module;
+        let norm = candle_nn::GroupNorm::new(w.clone(), b.clone(), x.dim(1)?, groups, NORM_EPS)?;
+        Ok(norm.forward(x)?)
+    }
+    fn max_pool_2x2(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.max_pool2d(2)?)
+    }
+    fn avg_pool_2x2(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.avg_pool2d(2)?)
+    }
+    fn upsample_2x(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, _, h, w) = x.dims4()?;
+        Ok(x.upsample_nearest2d(2 * h, 2 * w)?)
+    }
+}
+
+impl StepOps for CrosskdOps {
+    fn conv(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Tensor> {
+        let cfg = Conv2dConfig {
+            stride,
+            padding: pad,
+            ..Default::default()
+        };
+        Ok(conv2d(x, w, Some(b), cfg)?)
+    }
+    fn conv_transpose_2x2(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let cfg = ConvTranspose2dConfig {
+            stride: 2,
+            ..Default::default()
+        };
+        Ok(conv_transpose2d(x, w, Some(b), cfg)?)
+    }
+    fn batch_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let (y, _, _) = crosskd_ops::norm::batch_norm_train(x, Some(w), Some(b), NORM_EPS)?;
+        Ok(y)
+    }
+    fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok(crosskd_ops::norm::group_norm(
+            x,
+            groups,
+            Some(w),
+            Some(b),
+            NORM_EPS,
+        )?)
+    }
+    fn max_pool_2x2(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(crosskd_ops::pool::max_pool2d(x, (2, 2), (2, 2), (0, 0))?)
+    }
+    fn avg_pool_2x2(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(crosskd_ops::pool::avg_pool2d(
+            x,
+            (2, 2),
+            (2, 2),
+            (0, 0),
+            true,
+        )?)
+    }
+    fn upsample_2x(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(crosskd_ops::resize::upsample_nearest2d(x, 2, 2)?)
+    }
+}
+
+/// One recorded op call: its kind and the shapes it ran on, so it can be replayed alone.
+#[derive(Clone)]
+enum OpCall {
+    Conv {
+        x: Vec<usize>,
+        w: Vec<usize>,
+        stride: usize,
+        pad: usize,
+    },
+    ConvTranspose {
+        x: Vec<usize>,
+        w: Vec<usize>,
+    },
+    BatchNorm {
+        x: Vec<usize>,
+    },
+    GroupNorm {
+        x: Vec<usize>,
+        groups: usize,
+    },
+    MaxPool {
+        x: Vec<usize>,
+    },
+    AvgPool {
+        x: Vec<usize>,
+    },
+    Upsample {
+        x: Vec<usize>,
+    },
+}
+
+impl OpCall {
+    fn kind(&self) -> &'static str {
+        match self {
+            OpCall::Conv { w, .. } if w[2] == 1 => "conv2d 1×1",
+            OpCall::Conv { .. } => "conv2d 3×3",
+            OpCall::ConvTranspose { .. } => "conv_transpose2d",
+            OpCall::BatchNorm { .. } => "batch_norm",
+            OpCall::GroupNorm { .. } => "group_norm",
+            OpCall::MaxPool { .. } => "max_pool2d",
+            OpCall::AvgPool { .. } => "avg_pool2d",
+            OpCall::Upsample { .. } => "upsample_nearest2d",
+        }
+    }
+}
+
+/// Conv/norm parameters of one block.
+struct Block {
+    conv_w: Var,
+    conv_b: Var,
+    norm_w: Var,
+    norm_b: Var,
+    stride: usize,
+    group_norm: bool,
+}
+
+/// The reference UNet's parameters.
+struct Reference {
+    blocks: Vec<Block>,
+    up_w: Var,
+    up_b: Var,
+    head_w: Var,
+    head_b: Var,
+}
+
+fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], bound: f32) -> Result<Var> {
+    let n = shape.iter().product::<usize>();
+    let data: Vec<f32> = (0..n).map(|_| rng.gen_range(-bound..bound)).collect();
+    Ok(Var::from_tensor(&Tensor::from_vec(
+        data,
+        shape,
+        &Device::Cpu,
+    )?)?)
+}
+
+fn constant(value: f32, len: usize) -> Result<Var> {
+    Ok(Var::from_tensor(&Tensor::full(value, len, &Device::Cpu)?)?)
+}
+
+impl Reference {
+    /// PyTorch's default conv initialisation bound `1/sqrt(fan_in)`, from a fixed seed so both Rust
+    /// columns start from identical weights.
+    fn new(seed: u64) -> Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut block = |i: usize, o: usize, stride: usize, group_norm: bool| -> Result<Block> {
+            let bound = 1.0 / ((i * 9) as f32).sqrt();
+            Ok(Block {
+                conv_w: uniform(&mut rng, &[o, i, 3, 3], bound)?,
+                conv_b: uniform(&mut rng, &[o], bound)?,
+                norm_w: constant(1.0, o)?,
+                norm_b: constant(0.0, o)?,
+                stride,
+                group_norm,
+            })
+        };
+        let blocks = vec![
+            block(3, 32, 1, false)?,
+            block(32, 32, 1, false)?,
+            block(32, 64, 1, false)?,
+            block(64, 64, 1, false)?,
+            block(64, 128, 2, true)?,
+            block(128, 128, 1, true)?,
+            block(128, 64, 1, false)?,
+            block(64, 32, 1, false)?,
+            block(64, 32, 1, false)?,
+        ];
+        let up_bound = 1.0 / ((64 * 4) as f32).sqrt();
+        let head_bound = 1.0 / (32f32).sqrt();
+        Ok(Self {
+            blocks,
+            up_w: uniform(&mut rng, &[128, 64, 2, 2], up_bound)?,
+            up_b: uniform(&mut rng, &[64], up_bound)?,
+            head_w: uniform(&mut rng, &[3, 32, 1, 1], head_bound)?,
+            head_b: uniform(&mut rng, &[3], head_bound)?,
+        })
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        let mut vars: Vec<Var> = self
+            .blocks
+            .iter()
+            .flat_map(|b| {
+                [
+                    b.conv_w.clone(),
+                    b.conv_b.clone(),
+                    b.norm_w.clone(),
+                    b.norm_b.clone(),
+                ]
+            })
+            .collect();
+        vars.extend([
+            self.up_w.clone(),
+            self.up_b.clone(),
+            self.head_w.clone(),
+            self.head_b.clone(),
+        ]);
+        vars
+    }
+
+    fn block(&self, ops: &Recorder, i: usize, x: &Tensor) -> Result<Tensor> {
+        let b = &self.blocks[i];
+        let y = ops.conv(x, &b.conv_w, &b.conv_b, b.stride, 1)?;
+        let y = if b.group_norm {
+            ops.group_norm(&y, 8, &b.norm_w, &b.norm_b)?
+        } else {
+            ops.batch_norm(&y, &b.norm_w, &b.norm_b)?
+        };
+        Ok(y.relu()?)
+    }
+
+    /// The issue's network and loss: L1(out, y) + L1(avg_pool(out), avg_pool(y)).
+    fn loss(&self, ops: &Recorder, x: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let e1 = self.block(ops, 1, &self.block(ops, 0, x)?)?;
+        let p1 = ops.max_pool_2x2(&e1)?;
+        let e2 = self.block(ops, 3, &self.block(ops, 2, &p1)?)?;
+        let b = self.block(ops, 5, &self.block(ops, 4, &e2)?)?;
+        let u1 = ops.conv_transpose_2x2(&b, &self.up_w, &self.up_b)?;
+        let d1 = self.block(ops, 6, &Tensor::cat(&[&u1, &e2], 1)?)?;
+        let u2 = ops.upsample_2x(&d1)?;
+        let d2 = self.block(ops, 7, &u2)?;
+        let d2 = self.block(ops, 8, &Tensor::cat(&[&d2, &e1], 1)?)?;
+        let out = ops.conv(&d2, &self.head_w, &self.head_b, 1, 0)?;
+        let full = (&out - target)?.abs()?.mean_all()?;
+        let pooled = (ops.avg_pool_2x2(&out)? - ops.avg_pool_2x2(target)?)?
+            .abs()?
+            .mean_all()?;
+        Ok((full + pooled)?)
+    }
+}
+
+/// Forwards to an implementation and, when recording, notes each call's shapes.
+struct Recorder<'a> {
+    ops: &'a dyn StepOps,
+    calls: Option<std::cell::RefCell<Vec<OpCall>>>,
+}
+
+impl Recorder<'_> {
+    fn note(&self, call: impl FnOnce() -> OpCall) {
+        if let Some(calls) = &self.calls {
+            calls.borrow_mut().push(call());
+        }
+    }
+    fn conv(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Tensor> {
+        self.note(|| OpCall::Conv {
+            x: x.dims().to_vec(),
+            w: w.dims().to_vec(),
+            stride,
+            pad,
+        });
+        self.ops.conv(x, w, b, stride, pad)
+    }
+    fn conv_transpose_2x2(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.note(|| OpCall::ConvTranspose {
+            x: x.dims().to_vec(),
+            w: w.dims().to_vec(),
+        });
+        self.ops.conv_transpose_2x2(x, w, b)
+    }
+    fn batch_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.note(|| OpCall::BatchNorm {
+            x: x.dims().to_vec(),
+        });
+        self.ops.batch_norm(x, w, b)
+    }
+    fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.note(|| OpCall::GroupNorm {
+            x: x.dims().to_vec(),
+            groups,
+        });
+        self.ops.group_norm(x, groups, w, b)
+    }
+    fn max_pool_2x2(&self, x: &Tensor) -> Result<Tensor> {
+        self.note(|| OpCall::MaxPool {
+            x: x.dims().to_vec(),
+        });
+        self.ops.max_pool_2x2(x)
+    }
+    fn avg_pool_2x2(&self, x: &Tensor) -> Result<Tensor> {
+        self.note(|| OpCall::AvgPool {
+            x: x.dims().to_vec(),
+        });
+        self.ops.avg_pool_2x2(x)
+    }
+    fn upsample_2x(&self, x: &Tensor) -> Result<Tensor> {
+        self.note(|| OpCall::Upsample {
+            x: x.dims().to_vec(),
+        });
+        self.ops.upsample_2x(x)
+    }
+}
+
+fn random_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> Result<Tensor> {
+    let n = shape.iter().product::<usize>();
+    let data: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        0.5 * (values[n / 2 - 1] + values[n / 2])
+    }
+}
+
+/// Median forward, backward and full-step times (ms) of the reference network with `ops`.
+struct StepTiming {
+    step_ms: f64,
+    forward_ms: f64,
+    backward_ms: f64,
+    final_loss: f32,
+}
+
+fn time_steps(ops: &dyn StepOps, inputs: &(Tensor, Tensor)) -> Result<StepTiming> {
+    let net = Reference::new(7)?;
+    let params = net.vars();
+    let count: usize = params.iter().map(|v| v.elem_count()).sum();
+    if count != REFERENCE_PARAMETERS {
+        bail!("reference network has {count} parameters, the issue fixes {REFERENCE_PARAMETERS}");
+    }
+    let mut opt = AdamW::new(
+        params,
+        ParamsAdamW {
+            lr: 1e-3,
+            weight_decay: 1e-4,
+            ..Default::default()
+        },
+    )?;
+    let recorder = Recorder { ops, calls: None };
+    let (mut steps, mut forwards, mut backwards) = (Vec::new(), Vec::new(), Vec::new());
+    let mut final_loss = f32::NAN;
+    for step in 0..WARMUP_STEPS + TIMED_STEPS {
+        let start = Instant::now();
+        let loss = net.loss(&recorder, &inputs.0, &inputs.1)?;
+        // Reading the loss forces nothing on the CPU (candle is eager) but keeps it honest.
+        final_loss = loss.to_scalar::<f32>()?;
+        let forward_done = Instant::now();
+        let grads = loss.backward()?;
+        let backward_done = Instant::now();
+        opt.step(&grads)?;
+        let end = Instant::now();
+        if step >= WARMUP_STEPS {
+            steps.push((end - start).as_secs_f64() * 1e3);
+            forwards.push((forward_done - start).as_secs_f64() * 1e3);
+            backwards.push((backward_done - forward_done).as_secs_f64() * 1e3);
+        }
+    }
+    if !final_loss.is_finite() {
+        bail!("the reference network's loss became {final_loss}");
+    }
+    Ok(StepTiming {
+        step_ms: median(steps),
+        forward_ms: median(forwards),
+        backward_ms: median(backwards),
+        final_loss,
+    })
+}
+
+/// Runs one recorded call alone on random inputs of its shapes; returns (forward, backward) ms,
+/// medians of a few repetitions. Backward is `loss.backward()` of `sum(y · r)` minus nothing: the
+/// product and sum are a small fraction of any op here and are the same in both columns.
+fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64, f64)> {
+    let var = |rng: &mut ChaCha8Rng, shape: &[usize]| -> Result<Var> {
+        Ok(Var::from_tensor(&random_tensor(rng, shape)?)?)
+    };
+    let ones = |n: usize| -> Result<Var> { constant(1.0, n) };
+    let zeros = |n: usize| -> Result<Var> { constant(0.0, n) };
+    let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+    for rep in 0..4 {
+        let (x, extra) = match call {
+            OpCall::Conv { x, w, .. } | OpCall::ConvTranspose { x, w } => {
+                let out_c = if matches!(call, OpCall::Conv { .. }) {
+                    w[0]
+                } else {
+                    w[1]
+                };
+                (var(rng, x)?, vec![var(rng, w)?, var(rng, &[out_c])?])
+            }
+            OpCall::BatchNorm { x } | OpCall::GroupNorm { x, .. } => {
+                (var(rng, x)?, vec![ones(x[1])?, zeros(x[1])?])
+            }
+            OpCall::MaxPool { x } | OpCall::AvgPool { x } | OpCall::Upsample { x } => {
+                (var(rng, x)?, Vec::new())
+            }
+        };
+        let start = Instant::now();
+        let y = match call {
+            OpCall::Conv { stride, pad, .. } => {
+                ops.conv(&x, &extra[0], &extra[1], *stride, *pad)?
+            }
+            OpCall::ConvTranspose { .. } => ops.conv_transpose_2x2(&x, &extra[0], &extra[1])?,
+            OpCall::BatchNorm { .. } => ops.batch_norm(&x, &extra[0], &extra[1])?,
+            OpCall::GroupNorm { groups, .. } => {
+                ops.group_norm(&x, *groups, &extra[0], &extra[1])?
+            }
+            OpCall::MaxPool { .. } => ops.max_pool_2x2(&x)?,
+            OpCall::AvgPool { .. } => ops.avg_pool_2x2(&x)?,
+            OpCall::Upsample { .. } => ops.upsample_2x(&x)?,
+        };
+        let forward_done = Instant::now();
+        let weights = random_tensor(rng, y.dims())?;
+        let loss = (y * weights)?.sum_all()?;
+        let backward_start = Instant::now();
+        let grads = loss.backward()?;
+        let backward_done = Instant::now();
+        if grads.get(&x).is_none() {
+            bail!("{}: no gradient reached the input", call.kind());
+        }
+        if rep > 0 {
+            fwd.push((forward_done - start).as_secs_f64() * 1e3);
+            bwd.push((backward_done - backward_start).as_secs_f64() * 1e3);
+        }
+    }
+    Ok((median(fwd), median(bwd)))
+}
+
+/// Per-op-type totals `(calls, forward ms, backward ms)` of one step, each call replayed alone.
+fn breakdown(
+    ops: &dyn StepOps,
+    calls: &[OpCall],
+) -> Result<BTreeMap<&'static str, (usize, f64, f64)>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut table = BTreeMap::new();
+    for call in calls {
+        let (f, b) = replay(ops, call, &mut rng)?;
+        let entry = table.entry(call.kind()).or_insert((0, 0.0, 0.0));
+        entry.0 += 1;
+        entry.1 += f;
+        entry.2 += b;
+    }
+    Ok(table)
+}
+
+/// PyTorch's median ms/step from the reference script, or why it could not run.
+fn pytorch_step_ms(threads: usize) -> std::result::Result<(f64, String), String> {
+    let python = std::env::var("CROSSKD_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    let probe = Command::new(&python)
+        .args(["-c", "import torch; print(torch.__version__)"])
+        .output();
+    let version = match probe {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        Ok(_) => {
+            return Err(format!(
+                "`{python}` cannot import torch (`pip install torch` adds the PyTorch column)"
+            ))
+        }
+        Err(e) => return Err(format!("cannot run `{python}`: {e}")),
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/train_step.py");
+    let out = Command::new(&python)
+        .arg(&script)
+        .args(["--threads", &threads.to_string()])
+        .args([
+            "--warmup",
+            &WARMUP_STEPS.to_string(),
+            "--steps",
+            &TIMED_STEPS.to_string(),
+        ])
+        .output()
+        .map_err(|e| format!("running {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().unwrap_or_default();
+    let parsed: serde_json::Value = serde_json::from_str(last)
+        .map_err(|e| format!("{}: last line is not JSON ({e}): {last}", script.display()))?;
+    let ms = parsed["step_ms"]
+        .as_f64()
+        .ok_or_else(|| format!("{}: no `step_ms` in {last}", script.display()))?;
+    let params = parsed["parameters"].as_u64().unwrap_or(0) as usize;
+    if params != REFERENCE_PARAMETERS {
+        return Err(format!(
+            "the PyTorch network has {params} parameters, expected {REFERENCE_PARAMETERS}"
+        ));
+    }
+    Ok((ms, version))
+}
+
+/// `cargo xtask bench train-step`.
+pub fn run(threads: usize) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let inputs = (
+        random_tensor(&mut rng, &[BATCH, 3, SIZE, SIZE])?,
+        random_tensor(&mut rng, &[BATCH, 3, SIZE, SIZE])?,
+    );
+    println!("reference UNet, batch {BATCH}×3×{SIZE}×{SIZE}, {threads} threads, median of {TIMED_STEPS} steps after {WARMUP_STEPS} warm-up");
+    let candle = time_steps(&CandleOps, &inputs).context("raw candle column")?;
+    println!("candle:  {:.1} ms/step", candle.step_ms);
+    let crosskd = time_steps(&CrosskdOps, &inputs).context("crosskd column")?;
+    println!("crosskd: {:.1} ms/step", crosskd.step_ms);
+    // Same weights, data and forward maths: the first losses agree, later ones differ only where
+    // candle's wrong pooling/upsampling gradients steer the optimiser elsewhere.
+    let torch = pytorch_step_ms(threads);
+
+    let recorder = Recorder {
+        ops: &CrosskdOps,
+        calls: Some(std::cell::RefCell::new(Vec::new())),
+    };
+    Reference::new(7)?.loss(&recorder, &inputs.0, &inputs.1)?;
+    let calls = recorder.calls.map(|c| c.into_inner()).unwrap_or_default();
+    let candle_ops = breakdown(&CandleOps, &calls)?;
+    let crosskd_ops = breakdown(&CrosskdOps, &calls)?;
+
+    let mut md = String::new();
+    md.push_str(&format!(
+        "Reference network of issue 3 (UNet, 431,811 parameters, batch {BATCH}×3×{SIZE}×{SIZE}, \
+         L1 + pooled L1, AdamW), median of {TIMED_STEPS} steps after {WARMUP_STEPS} warm-up, \
+         `cargo xtask bench train-step --threads {threads}` (`xtask/src/bench/train_step.rs`, \
+         PyTorch: `xtask/bench/train_step.py`).\n\nMachine: {}.\n\n",
+        super::report::machine_description(threads)
+    ));
+    md.push_str("| implementation | ms/step | forward ms | backward ms | optimiser ms |\n|---|---|---|---|---|\n");
+    for (name, t) in [("candle 0.11.1 ops", &candle), ("crosskd-ops", &crosskd)] {
+        md.push_str(&format!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.1} |\n",
+            t.step_ms,
+            t.forward_ms,
+            t.backward_ms,
+            t.step_ms - t.forward_ms - t.backward_ms
+        ));
+    }
+    let ratio_line = match &torch {
+        Ok((ms, version)) => {
+            md.push_str(&format!("| PyTorch {version} | {ms:.1} | | | |\n"));
+            format!("ratio crosskd/pytorch: {:.2}", crosskd.step_ms / ms)
+        }
+        Err(why) => {
+            md.push_str(&format!("\nPyTorch column skipped: {why}.\n"));
+            format!(
+                "ratio crosskd/candle: {:.2}",
+                crosskd.step_ms / candle.step_ms
+            )
+        }
+    };
+    md.push_str(&format!(
+        "\nFinal training loss after {} steps: candle {:.4}, crosskd {:.4}.\n\n",
+        WARMUP_STEPS + TIMED_STEPS,
+        candle.final_loss,
+        crosskd.final_loss
+    ));
+    md.push_str(
+        "Per-op breakdown: every op call of one step replayed alone on its own shapes (median of 3 \
+         after a warm-up); backward is `sum(y·r).backward()`. The remainder of the step is \
+         elementwise work (ReLU, concatenation, loss) and the optimiser.\n\n\
+         | op | calls | candle fwd ms | candle bwd ms | crosskd fwd ms | crosskd bwd ms |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for (kind, (calls, cf, cb)) in &candle_ops {
+        let (_, kf, kb) = crosskd_ops.get(kind).copied().unwrap_or_default();
+        md.push_str(&format!(
+            "| {kind} | {calls} | {cf:.1} | {cb:.1} | {kf:.1} | {kb:.1} |\n"
+        ));
+    }
+    println!("\n{md}");
+    super::report::write_section("train-step", &md)?;
+    if let Err(why) = &torch {
+        println!("PyTorch column skipped: {why}");
+    }
+    println!("{ratio_line}");
+    Ok(())
+}
