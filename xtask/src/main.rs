@@ -4,6 +4,7 @@
 mod bench;
 mod fetch;
 mod render;
+mod reproduce;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Download the default teachers (models/teachers.toml) into the hf-hub cache and verify them.
     FetchTeachers(fetch::FetchArgs),
+    /// Run the reproduction grid and write docs/results.md (quick profile: ~20 min on 2 cores).
+    Reproduce(reproduce::ReproduceArgs),
     /// Render procedural scenes to PNGs (RGB, colourised depth, palette labels side by side).
     Render(render::RenderArgs),
 }
@@ -30,5 +33,6 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Render(args) => render::run(&args),
         Command::FetchTeachers(args) => fetch::run(&args),
+        Command::Reproduce(args) => reproduce::run(&args),
     }
 }

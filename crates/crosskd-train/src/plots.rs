@@ -162,6 +162,36 @@ fn draw_panel(
     Ok(())
 }
 
+/// One panel of [`plot_panels`]: a title, an x-axis label, named `(x, y)` series, log y or not.
+pub struct Panel {
+    /// Caption above the panel.
+    pub title: String,
+    /// Label of the x axis.
+    pub x_label: String,
+    /// Named series of points.
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+    /// Logarithmic y axis (non-positive values are dropped).
+    pub log_y: bool,
+}
+
+/// Saves `panels` side by side (one row) as a PNG at `path`, each `panel_size` pixels.
+pub fn plot_panels(path: &Path, panels: &[Panel], panel_size: (u32, u32)) -> Result<()> {
+    let count = panels.len().max(1) as u32;
+    render_png(path, (panel_size.0 * count, panel_size.1), |root| {
+        let areas = root.split_evenly((1, count as usize));
+        for (area, panel) in areas.iter().zip(panels) {
+            draw_panel(
+                area,
+                &panel.title,
+                &panel.x_label,
+                &panel.series,
+                panel.log_y,
+            )?;
+        }
+        Ok(())
+    })
+}
+
 fn train_series(records: &[&TrainRecord]) -> Vec<(String, Vec<(f64, f64)>)> {
     let pick = |f: &dyn Fn(&TrainRecord) -> Option<f64>| -> Vec<(f64, f64)> {
         records

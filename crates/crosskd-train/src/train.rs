@@ -72,6 +72,9 @@ pub struct RunSummary {
     pub wall_time_s: f64,
     /// The primary metric's name and whether higher is better.
     pub primary_metric: String,
+    /// Whether a larger primary metric is better (accuracy, mIoU, SSIM) or worse (AbsRel).
+    #[serde(default)]
+    pub primary_higher_is_better: bool,
     /// Best validation value of the primary metric and its step.
     pub best: Option<(f64, u64)>,
     /// Validation metrics of the last evaluation.
@@ -565,6 +568,7 @@ pub fn run_training_with(
         steps: trainer.position.step,
         wall_time_s: started.elapsed().as_secs_f64(),
         primary_metric: primary.name.to_string(),
+        primary_higher_is_better: primary.higher_is_better,
         best: trainer.position.best,
         last_val,
         test,
