@@ -63,6 +63,24 @@ fn render_png(
     img.save(path).map_err(|e| plot_err(path, e))
 }
 
+/// A short axis label: three significant digits, scientific notation outside [0.01, 10⁴).
+fn tick_label(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".to_string()
+    } else if !(0.01..10_000.0).contains(&a) {
+        format!("{v:.1e}")
+    } else {
+        let decimals = (2 - a.log10().floor() as i32).max(0) as usize;
+        let text = format!("{v:.decimals$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    }
+}
+
 /// One panel: named series of `(x, y)` points on linear axes (log y when `log_y`).
 fn draw_panel(
     area: &DrawingArea<BitMapBackend, plotters::coord::Shift>,
@@ -116,6 +134,7 @@ fn draw_panel(
             chart
                 .configure_mesh()
                 .x_desc(x_label)
+                .y_label_formatter(&|v: &f64| tick_label(*v))
                 .label_style(("sans-serif", 11))
                 .light_line_style(RGBColor(235, 235, 235))
                 .draw()

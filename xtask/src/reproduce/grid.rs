@@ -56,12 +56,12 @@ impl Profile {
         match self {
             Profile::Quick => Budget {
                 image_size: 32,
-                train_samples: 384,
-                val_samples: 96,
+                train_samples: 256,
+                val_samples: 64,
                 test_samples: 128,
-                epochs: 8,
-                teacher_epochs: 12,
-                cls_train_samples: 3000,
+                epochs: 6,
+                teacher_epochs: 10,
+                cls_train_samples: 2000,
                 cls_val_samples: 500,
                 cls_test_samples: 2000,
                 cls_epochs: 2,

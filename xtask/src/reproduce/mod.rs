@@ -91,13 +91,20 @@ struct Progress {
     started: Instant,
     trained: usize,
     reused: usize,
+    /// Training time of every cell used, whenever it was trained (from the run summaries).
+    cell_seconds: f64,
+    /// Run folders already counted (a teacher serves two tasks).
+    counted: std::collections::HashSet<PathBuf>,
 }
 
 impl Progress {
     fn cell(&mut self, what: &str, summary: &RunSummary, provenance: Provenance, seconds: f64) {
-        match provenance {
-            Provenance::Reused => self.reused += 1,
-            _ => self.trained += 1,
+        if self.counted.insert(summary.run_dir.clone()) {
+            self.cell_seconds += summary.wall_time_s;
+            match provenance {
+                Provenance::Reused => self.reused += 1,
+                _ => self.trained += 1,
+            }
         }
         let how = match provenance {
             Provenance::Trained => format!("trained in {seconds:.1} s"),
@@ -274,6 +281,8 @@ pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
         started: Instant::now(),
         trained: 0,
         reused: 0,
+        cell_seconds: 0.0,
+        counted: Default::default(),
     };
     let mut results = Vec::new();
     for task in tasks {
@@ -300,6 +309,7 @@ pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
         wall_seconds: wall,
         trained: progress.trained,
         reused: progress.reused,
+        cell_seconds: progress.cell_seconds,
     };
     let markdown = doc.write()?;
     println!("\n{markdown}");

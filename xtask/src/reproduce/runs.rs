@@ -88,10 +88,16 @@ mod tests {
         let (again, provenance, _) = run_cell(out.path(), &config)?;
         assert_eq!(provenance, Provenance::Reused);
         // Read back from summary.json: equal up to JSON's float parsing (last ulp).
-        assert_eq!(first.test.keys().collect::<Vec<_>>(), again.test.keys().collect::<Vec<_>>());
+        assert_eq!(
+            first.test.keys().collect::<Vec<_>>(),
+            again.test.keys().collect::<Vec<_>>()
+        );
         for (key, value) in &first.test {
             let read = again.test[key];
-            assert!((value - read).abs() <= 1e-12 * value.abs().max(1.0), "{key}: {value} vs {read}");
+            assert!(
+                (value - read).abs() <= 1e-12 * value.abs().max(1.0),
+                "{key}: {value} vs {read}"
+            );
         }
         assert_eq!(first.run_dir, again.run_dir);
         // A different config is a different cell.

@@ -197,3 +197,177 @@ impl CustomOp2 for StandardizeBackward {
         Ok((dx, l1.shape().clone()))
     }
 }
+
+/// `y = x·w_c + b_c` for `x` viewed as `(A, C, B)`: the affine step of every norm. candle's
+/// broadcast multiply/add record a backward whose reductions over the broadcast dimensions are
+/// slow strided loops (they dominated a UNet step's batch-norm backward); here the weight and
+/// bias gradients are one pass per channel.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ChannelAffine {
+    pub a: usize,
+    pub c: usize,
+    pub b: usize,
+}
+
+impl ChannelAffine {
+    fn forward<T: WithDType>(&self, x: &[T], w: &[T], bias: &[T]) -> Vec<T> {
+        let mut y = vec![T::zero(); x.len()];
+        if self.b == 0 {
+            return y;
+        }
+        y.par_chunks_mut(self.b)
+            .zip(x.par_chunks(self.b))
+            .enumerate()
+            .for_each(|(block, (yb, xb))| {
+                let c = block % self.c;
+                let (wc, bc) = (w[c], bias[c]);
+                for (y, x) in yb.iter_mut().zip(xb) {
+                    *y = *x * wc + bc;
+                }
+            });
+        y
+    }
+}
+
+impl candle_core::CustomOp3 for ChannelAffine {
+    fn name(&self) -> &'static str {
+        "crosskd-channel-affine"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let y = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.forward(
+                    contiguous(x, l1, name)?,
+                    contiguous(w, l2, name)?,
+                    contiguous(b, l3, name)?,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.forward(
+                    contiguous(x, l1, name)?,
+                    contiguous(w, l2, name)?,
+                    contiguous(b, l3, name)?,
+                ))
+            }
+            (a, _, _) => bail!(
+                "{name}: expected f32/f64 tensors of one dtype, got {:?}",
+                a.dtype()
+            ),
+        };
+        Ok((y, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(w, &ScaleByChannel(*self))?;
+        let sums = grad.apply_op2_no_bwd(&x.contiguous()?, &AffineParamGrads(*self))?;
+        Ok((Some(dx), Some(sums.get(0)?), Some(sums.get(1)?)))
+    }
+}
+
+/// `g·w_c` (the input gradient of [`ChannelAffine`]).
+struct ScaleByChannel(ChannelAffine);
+
+impl CustomOp2 for ScaleByChannel {
+    fn name(&self) -> &'static str {
+        "crosskd-channel-affine-dx"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let s = self.0;
+        fn scale<T: WithDType>(s: ChannelAffine, g: &[T], w: &[T]) -> Vec<T> {
+            let zeros = vec![T::zero(); w.len()];
+            s.forward(g, w, &zeros)
+        }
+        let dx = match (s1, s2) {
+            (CpuStorage::F32(g), CpuStorage::F32(w)) => {
+                CpuStorage::F32(scale(s, contiguous(g, l1, name)?, contiguous(w, l2, name)?))
+            }
+            (CpuStorage::F64(g), CpuStorage::F64(w)) => {
+                CpuStorage::F64(scale(s, contiguous(g, l1, name)?, contiguous(w, l2, name)?))
+            }
+            (a, _) => bail!("{name}: expected f32/f64, got {:?}", a.dtype()),
+        };
+        Ok((dx, l1.shape().clone()))
+    }
+}
+
+/// `(Σ g·x, Σ g)` per channel, as a `(2, C)` tensor (weight and bias gradients of
+/// [`ChannelAffine`]), accumulated in f64.
+struct AffineParamGrads(ChannelAffine);
+
+impl AffineParamGrads {
+    fn sums<T: WithDType>(&self, g: &[T], x: &[T]) -> Vec<T> {
+        let s = self.0;
+        let per_channel: Vec<(f64, f64)> = (0..s.c)
+            .into_par_iter()
+            .map(|c| {
+                let (mut gx, mut gs) = (0.0, 0.0);
+                for a in 0..s.a {
+                    let range = (a * s.c + c) * s.b..(a * s.c + c + 1) * s.b;
+                    for (gv, xv) in g[range.clone()].iter().zip(&x[range]) {
+                        let gv = gv.to_f64();
+                        gx += gv * xv.to_f64();
+                        gs += gv;
+                    }
+                }
+                (gx, gs)
+            })
+            .collect();
+        per_channel
+            .iter()
+            .map(|p| T::from_f64(p.0))
+            .chain(per_channel.iter().map(|p| T::from_f64(p.1)))
+            .collect()
+    }
+}
+
+impl CustomOp2 for AffineParamGrads {
+    fn name(&self) -> &'static str {
+        "crosskd-channel-affine-dparams"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let out = match (s1, s2) {
+            (CpuStorage::F32(g), CpuStorage::F32(x)) => {
+                CpuStorage::F32(self.sums(contiguous(g, l1, name)?, contiguous(x, l2, name)?))
+            }
+            (CpuStorage::F64(g), CpuStorage::F64(x)) => {
+                CpuStorage::F64(self.sums(contiguous(g, l1, name)?, contiguous(x, l2, name)?))
+            }
+            (a, _) => bail!("{name}: expected f32/f64, got {:?}", a.dtype()),
+        };
+        Ok((out, Shape::from((2, self.0.c))))
+    }
+}

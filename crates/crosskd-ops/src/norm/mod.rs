@@ -95,9 +95,24 @@ fn affine_along(
     dim: usize,
     weight: Option<&Tensor>,
     bias: Option<&Tensor>,
+    allow_kernel: bool,
 ) -> Result<Tensor> {
+    let len = xhat.dim(dim)?;
+    if let (true, Some(w), Some(b)) = (allow_kernel && use_cpu_kernel(xhat), weight, bias) {
+        if w.dtype() == xhat.dtype() && b.dtype() == xhat.dtype() {
+            let dims = xhat.dims();
+            let op = cpu::ChannelAffine {
+                a: dims[..dim].iter().product(),
+                c: len,
+                b: dims[dim + 1..].iter().product(),
+            };
+            return Ok(xhat
+                .contiguous()?
+                .apply_op3(&w.contiguous()?, &b.contiguous()?, op)?);
+        }
+    }
     let mut shape = vec![1usize; xhat.rank()];
-    shape[dim] = xhat.dim(dim)?;
+    shape[dim] = len;
     let mut y = xhat.clone();
     if let Some(w) = weight {
         y = y.broadcast_mul(&w.reshape(shape.as_slice())?)?;
@@ -161,7 +176,7 @@ fn batch_norm_train_impl(
         });
     }
     let (xhat, mean, var) = standardize(x, (n, c, rest), eps, allow_kernel)?;
-    let y = affine_along(&xhat, 1, weight, bias)?;
+    let y = affine_along(&xhat, 1, weight, bias, allow_kernel)?;
     let unbiased = var.affine(m as f64 / (m - 1) as f64, 0.0)?;
     Ok((y, mean, unbiased))
 }
@@ -188,7 +203,7 @@ pub fn batch_norm_eval(
     let xhat = x
         .broadcast_sub(&running_mean.reshape(shape.as_slice())?)?
         .broadcast_mul(&inv_std.reshape(shape.as_slice())?)?;
-    affine_along(&xhat, 1, weight, bias)
+    affine_along(&xhat, 1, weight, bias, true)
 }
 
 /// Group normalisation: the C channels of `x: (N, C, ...)` are split into `num_groups` groups and
@@ -229,7 +244,7 @@ fn group_norm_impl(
         eps,
         allow_kernel,
     )?;
-    affine_along(&xhat, 1, weight, bias)
+    affine_along(&xhat, 1, weight, bias, allow_kernel)
 }
 
 /// Layer normalisation over the last dimension `D`:
@@ -263,7 +278,7 @@ fn layer_norm_impl(
     check_affine(op, "bias", bias, d)?;
     let rows = x.elem_count() / d.max(1);
     let (xhat, _, _) = standardize(x, (1, rows, d), eps, allow_kernel)?;
-    affine_along(&xhat, x.rank() - 1, weight, bias)
+    affine_along(&xhat, x.rank() - 1, weight, bias, allow_kernel)
 }
 
 /// True for the names of batch-norm buffers (`…running_mean`, `…running_var`,
