@@ -217,18 +217,27 @@ struct Reference {
     head_b: Var,
 }
 
+/// The device both Rust columns run on: the first GPU when built with `--features cuda`, else the
+/// CPU.
+fn device() -> &'static Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE.get_or_init(|| {
+        #[cfg(feature = "cuda")]
+        if let Ok(gpu) = Device::new_cuda(0) {
+            return gpu;
+        }
+        Device::Cpu
+    })
+}
+
 fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], bound: f32) -> Result<Var> {
     let n = shape.iter().product::<usize>();
     let data: Vec<f32> = (0..n).map(|_| rng.gen_range(-bound..bound)).collect();
-    Ok(Var::from_tensor(&Tensor::from_vec(
-        data,
-        shape,
-        &Device::Cpu,
-    )?)?)
+    Ok(Var::from_tensor(&Tensor::from_vec(data, shape, device())?)?)
 }
 
 fn constant(value: f32, len: usize) -> Result<Var> {
-    Ok(Var::from_tensor(&Tensor::full(value, len, &Device::Cpu)?)?)
+    Ok(Var::from_tensor(&Tensor::full(value, len, device())?)?)
 }
 
 impl Reference {
@@ -393,7 +402,7 @@ impl Recorder<'_> {
 fn random_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> Result<Tensor> {
     let n = shape.iter().product::<usize>();
     let data: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-    Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
+    Ok(Tensor::from_vec(data, shape, device())?)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -435,12 +444,14 @@ fn time_steps(ops: &dyn StepOps, inputs: &(Tensor, Tensor)) -> Result<StepTiming
     for step in 0..WARMUP_STEPS + TIMED_STEPS {
         let start = Instant::now();
         let loss = net.loss(&recorder, &inputs.0, &inputs.1)?;
-        // Reading the loss forces nothing on the CPU (candle is eager) but keeps it honest.
+        // Reading the loss back also waits for a GPU to finish the forward pass.
         final_loss = loss.to_scalar::<f32>()?;
         let forward_done = Instant::now();
         let grads = loss.backward()?;
+        device().synchronize()?;
         let backward_done = Instant::now();
         opt.step(&grads)?;
+        device().synchronize()?;
         let end = Instant::now();
         if step >= WARMUP_STEPS {
             steps.push((end - start).as_secs_f64() * 1e3);
@@ -500,11 +511,13 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
             OpCall::AvgPool { .. } => ops.avg_pool_2x2(&x)?,
             OpCall::Upsample { .. } => ops.upsample_2x(&x)?,
         };
+        device().synchronize()?;
         let forward_done = Instant::now();
         let weights = random_tensor(rng, y.dims())?;
         let loss = (y * weights)?.sum_all()?;
         let backward_start = Instant::now();
         let grads = loss.backward()?;
+        device().synchronize()?;
         let backward_done = Instant::now();
         if grads.get(&x).is_none() {
             bail!("{}: no gradient reached the input", call.kind());
@@ -614,8 +627,9 @@ pub fn run(threads: usize) -> Result<()> {
         "Reference network of issue 3 (UNet, 431,811 parameters, batch {BATCH}×3×{SIZE}×{SIZE}, \
          L1 + pooled L1, AdamW), median of {TIMED_STEPS} steps after {WARMUP_STEPS} warm-up, \
          `cargo xtask bench train-step --threads {threads}` (`xtask/src/bench/train_step.rs`, \
-         PyTorch: `xtask/bench/train_step.py`).\n\nMachine: {}.\n\n",
-        super::report::machine_description(threads)
+         PyTorch: `xtask/bench/train_step.py`, always on the CPU).\n\nMachine: {}; Rust columns on {}.\n\n",
+        super::report::machine_description(threads),
+        if device().is_cuda() { "the GPU (cuda feature)" } else { "the CPU" }
     ));
     md.push_str("| implementation | ms/step | forward ms | backward ms | optimiser ms |\n|---|---|---|---|---|\n");
     for (name, t) in [("candle 0.11.1 ops", &candle), ("crosskd-ops", &crosskd)] {

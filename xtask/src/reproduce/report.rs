@@ -355,6 +355,15 @@ impl Document<'_> {
             b.regulariser,
             s = b.image_size,
         ));
+        if self.args.pretrained_weights.exists() {
+            md.push_str(&format!(
+                "Pretrained rows: torchvision's ImageNet MobileNetV2 (`{}`, imported with `crosskd import-weights`), \
+                 ImageNet input normalisation, tap chosen to match the student's bottleneck resolution. They run only \
+                 when that file exists and are extra to the quick profile's ~20-minute budget (a fresh clone has no \
+                 weights and skips them).\n\n",
+                self.args.pretrained_weights.display()
+            ));
+        }
         for note in self.notes {
             md.push_str(&format!("> {note}\n\n"));
         }

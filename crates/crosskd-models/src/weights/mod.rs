@@ -104,6 +104,10 @@ fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
         move |source| WeightsError::Io { path, source }
     };
     let written = (|| -> std::io::Result<()> {
+        // A new output folder (e.g. `models/weights/`) is created, as users expect of `--out`.
+        if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
         let mut file = std::fs::File::create(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()
