@@ -129,9 +129,15 @@ impl TappedNetwork for Dinov2 {
         let (_, _, h, w) = x.dims4()?;
         self.tap_shapes((h, w))?;
         let blocks: Vec<usize> = (0..depth).collect();
-        let maps = self
-            .vit
-            .get_intermediate_layers(x, &blocks, true, false, false)?;
+        // candle-transformers 0.11.1 concatenates its class token without expanding it to the
+        // batch, so its DINOv2 only accepts one image at a time: run the images one by one.
+        let per_image = (0..x.dim(0)?)
+            .map(|i| {
+                self.vit
+                    .get_intermediate_layers(&x.narrow(0, i, 1)?, &blocks, true, false, false)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let maps = Tensor::cat(&per_image, 1)?;
         for b in 0..depth {
             rec.offer(&format!("blocks.{b}"), &maps.i(b)?);
         }
