@@ -156,28 +156,28 @@ fn reproduce_task(
     for variant in grid::variants(task, inputs.pretrained_weights.is_some()) {
         let mut sweep = Vec::new();
         let mut chosen: Option<(Knob, f64, RunSummary)> = None;
-        for knob in grid::candidates(&variant, budget) {
+        let mut run = |knob: Knob, seed: u64| -> anyhow::Result<RunSummary> {
             let config = grid::cell_config(
                 task,
                 &variant,
                 knob,
-                0,
+                seed,
                 budget,
                 inputs,
                 cross_teacher.as_deref(),
             )?;
             let (summary, provenance, secs) = run_cell(out, &config)?;
-            progress.cell(
-                &format!(
-                    "{} | {} | {} | seed 0",
-                    task.name(),
-                    variant.label(),
-                    knob.describe()
-                ),
-                &summary,
-                provenance,
-                secs,
+            let what = format!(
+                "{} | {} | {} | seed {seed}",
+                task.name(),
+                variant.label(),
+                knob.describe()
             );
+            progress.cell(&what, &summary, provenance, secs);
+            Ok(summary)
+        };
+        for knob in grid::candidates(&variant, budget) {
+            let summary = run(knob, 0)?;
             let score = summary
                 .best
                 .map(|b| b.0)
@@ -194,28 +194,7 @@ fn reproduce_task(
         let (knob, _, first) = chosen.context("a variant without candidates")?;
         let mut summaries = vec![first];
         for seed in 1..seeds {
-            let config = grid::cell_config(
-                task,
-                &variant,
-                knob,
-                seed,
-                budget,
-                inputs,
-                cross_teacher.as_deref(),
-            )?;
-            let (summary, provenance, secs) = run_cell(out, &config)?;
-            progress.cell(
-                &format!(
-                    "{} | {} | {} | seed {seed}",
-                    task.name(),
-                    variant.label(),
-                    knob.describe()
-                ),
-                &summary,
-                provenance,
-                secs,
-            );
-            summaries.push(summary);
+            summaries.push(run(knob, seed)?);
         }
         cells.push(Cell {
             variant,

@@ -17,6 +17,33 @@ fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::R
     }
 }
 
+/// A kernel over two contiguous operands of one float dtype, written once for both dtypes.
+trait BinaryFloatKernel {
+    fn run<T: WithDType>(&self, a: &[T], b: &[T]) -> Vec<T>;
+}
+
+/// Dispatches `kernel` on f32 or f64 operands, refusing other or mixed dtypes by `name`.
+fn run_binary_float(
+    name: &str,
+    kernel: &impl BinaryFloatKernel,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+) -> candle_core::Result<CpuStorage> {
+    Ok(match (s1, s2) {
+        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+            CpuStorage::F32(kernel.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
+        }
+        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+            CpuStorage::F64(kernel.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
+        }
+        (a, b) => bail!(
+            "{name}: expected matching f32/f64 tensors, got {:?} and {:?}",
+            a.dtype(),
+            b.dtype()
+        ),
+    })
+}
+
 /// Per-channel mean and biased variance computed by the forward pass.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Stats {
@@ -168,6 +195,12 @@ impl StandardizeBackward {
     }
 }
 
+impl BinaryFloatKernel for StandardizeBackward {
+    fn run<T: WithDType>(&self, g: &[T], xhat: &[T]) -> Vec<T> {
+        self.backward(g, xhat)
+    }
+}
+
 impl CustomOp2 for StandardizeBackward {
     fn name(&self) -> &'static str {
         "crosskd-standardize-backward"
@@ -180,20 +213,7 @@ impl CustomOp2 for StandardizeBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let dx = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(x)) => {
-                CpuStorage::F32(self.backward(contiguous(g, l1, name)?, contiguous(x, l2, name)?))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(x)) => {
-                CpuStorage::F64(self.backward(contiguous(g, l1, name)?, contiguous(x, l2, name)?))
-            }
-            (a, b) => bail!(
-                "{name}: expected matching f32/f64 tensors, got {:?} and {:?}",
-                a.dtype(),
-                b.dtype()
-            ),
-        };
+        let dx = run_binary_float(self.name(), self, (s1, l1), (s2, l2))?;
         Ok((dx, l1.shape().clone()))
     }
 }
@@ -285,6 +305,13 @@ impl candle_core::CustomOp3 for ChannelAffine {
 /// `g·w_c` (the input gradient of [`ChannelAffine`]).
 struct ScaleByChannel(ChannelAffine);
 
+impl BinaryFloatKernel for ScaleByChannel {
+    fn run<T: WithDType>(&self, g: &[T], w: &[T]) -> Vec<T> {
+        let zeros = vec![T::zero(); w.len()];
+        self.0.forward(g, w, &zeros)
+    }
+}
+
 impl CustomOp2 for ScaleByChannel {
     fn name(&self) -> &'static str {
         "crosskd-channel-affine-dx"
@@ -297,21 +324,7 @@ impl CustomOp2 for ScaleByChannel {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let s = self.0;
-        fn scale<T: WithDType>(s: ChannelAffine, g: &[T], w: &[T]) -> Vec<T> {
-            let zeros = vec![T::zero(); w.len()];
-            s.forward(g, w, &zeros)
-        }
-        let dx = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(w)) => {
-                CpuStorage::F32(scale(s, contiguous(g, l1, name)?, contiguous(w, l2, name)?))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(w)) => {
-                CpuStorage::F64(scale(s, contiguous(g, l1, name)?, contiguous(w, l2, name)?))
-            }
-            (a, _) => bail!("{name}: expected f32/f64, got {:?}", a.dtype()),
-        };
+        let dx = run_binary_float(self.name(), self, (s1, l1), (s2, l2))?;
         Ok((dx, l1.shape().clone()))
     }
 }
@@ -346,6 +359,12 @@ impl AffineParamGrads {
     }
 }
 
+impl BinaryFloatKernel for AffineParamGrads {
+    fn run<T: WithDType>(&self, g: &[T], x: &[T]) -> Vec<T> {
+        self.sums(g, x)
+    }
+}
+
 impl CustomOp2 for AffineParamGrads {
     fn name(&self) -> &'static str {
         "crosskd-channel-affine-dparams"
@@ -358,16 +377,7 @@ impl CustomOp2 for AffineParamGrads {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(x)) => {
-                CpuStorage::F32(self.sums(contiguous(g, l1, name)?, contiguous(x, l2, name)?))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(x)) => {
-                CpuStorage::F64(self.sums(contiguous(g, l1, name)?, contiguous(x, l2, name)?))
-            }
-            (a, _) => bail!("{name}: expected f32/f64, got {:?}", a.dtype()),
-        };
-        Ok((out, Shape::from((2, self.0.c))))
+        let sums = run_binary_float(self.name(), self, (s1, l1), (s2, l2))?;
+        Ok((sums, Shape::from((2, self.0.c))))
     }
 }
