@@ -99,6 +99,18 @@ pub enum TeacherKind {
     Pretrained,
 }
 
+impl TeacherKind {
+    /// How tables and claims name the teacher family.
+    pub fn name(self) -> &'static str {
+        match self {
+            TeacherKind::None => "no teacher",
+            TeacherKind::Random => "random teacher",
+            TeacherKind::CrossTask => "cross-task teacher",
+            TeacherKind::Pretrained => "ImageNet MobileNetV2",
+        }
+    }
+}
+
 /// One row of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Variant {
@@ -124,7 +136,8 @@ impl Variant {
         regulariser: true,
     };
 
-    const fn with_teacher(teacher: TeacherKind, direction: Direction) -> Variant {
+    /// A distillation row: `teacher` through a projector in `direction`.
+    pub const fn with_teacher(teacher: TeacherKind, direction: Direction) -> Variant {
         Variant {
             teacher,
             direction: Some(direction),
@@ -142,9 +155,7 @@ impl Variant {
         match self.teacher {
             TeacherKind::None if self.regulariser => "teacher-free (tail)".to_string(),
             TeacherKind::None => "no KD".to_string(),
-            TeacherKind::Random => format!("random teacher, {dir}"),
-            TeacherKind::CrossTask => format!("cross-task teacher, {dir}"),
-            TeacherKind::Pretrained => format!("ImageNet MobileNetV2, {dir}"),
+            kind => format!("{}, {dir}", kind.name()),
         }
     }
 }

@@ -7,9 +7,10 @@ use anyhow::Context;
 use crosskd_train::plots::{plot_panels, Panel};
 use crosskd_train::{RunSummary, Task};
 
-use super::grid::{Budget, Profile, TeacherKind};
+use super::grid::{self, Budget, Inputs, Profile, TeacherKind, Variant};
 use super::table::{mean_std, verdict, Row, Table, Verdict};
 use super::{Cell, ReproduceArgs, TaskResult};
+use crosskd_train::config::Direction;
 
 /// Secondary metrics shown next to the primary one: `(key, higher is better)`.
 fn secondary_metrics(task: Task) -> Vec<(&'static str, bool)> {
@@ -93,8 +94,12 @@ pub fn task_table(result: &TaskResult, seeds: u64) -> Table {
     }
 }
 
-fn find<'a>(result: &'a TaskResult, label: &str) -> Option<&'a Cell> {
-    result.cells.iter().find(|c| c.variant.label() == label)
+fn find(result: &TaskResult, variant: Variant) -> Option<&Cell> {
+    result.cells.iter().find(|c| c.variant == variant)
+}
+
+fn distilled(teacher: TeacherKind, direction: Direction) -> Variant {
+    Variant::with_teacher(teacher, direction)
 }
 
 fn primaries(cell: &Cell) -> Vec<f64> {
@@ -132,8 +137,8 @@ fn claims(results: &[TaskResult]) -> Vec<String> {
     out.push("1. *Cross-task teacher: the inverted projector beats the standard one.*".to_string());
     for r in results.iter().filter(|r| r.task.is_dense()) {
         if let (Some(inv), Some(std)) = (
-            find(r, "cross-task teacher, inverted"),
-            find(r, "cross-task teacher, standard"),
+            find(r, distilled(TeacherKind::CrossTask, Direction::Inverted)),
+            find(r, distilled(TeacherKind::CrossTask, Direction::Standard)),
         ) {
             out.push(format!(
                 "   - {}: {}",
@@ -144,7 +149,10 @@ fn claims(results: &[TaskResult]) -> Vec<String> {
     }
     out.push("2. *Random teacher + inverted projector beats no distillation.*".to_string());
     for r in results {
-        if let (Some(inv), Some(base)) = (find(r, "random teacher, inverted"), r.cells.first()) {
+        if let (Some(inv), Some(base)) = (
+            find(r, distilled(TeacherKind::Random, Direction::Inverted)),
+            r.cells.first(),
+        ) {
             out.push(format!(
                 "   - {}: {}",
                 r.task.name(),
@@ -158,14 +166,15 @@ fn claims(results: &[TaskResult]) -> Vec<String> {
             .to_string(),
     );
     for r in results {
-        for family in [
-            "random teacher",
-            "cross-task teacher",
-            "ImageNet MobileNetV2",
+        for kind in [
+            TeacherKind::Random,
+            TeacherKind::CrossTask,
+            TeacherKind::Pretrained,
         ] {
+            let family = kind.name();
             if let (Some(inv), Some(std)) = (
-                find(r, &format!("{family}, inverted")),
-                find(r, &format!("{family}, standard")),
+                find(r, distilled(kind, Direction::Inverted)),
+                find(r, distilled(kind, Direction::Standard)),
             ) {
                 let rank = |c: &Cell| {
                     mean_std(
@@ -190,7 +199,7 @@ fn claims(results: &[TaskResult]) -> Vec<String> {
     }
     out.push("4. *The teacher-free regulariser improves the student with no teacher.*".to_string());
     for r in results {
-        if let (Some(tf), Some(base)) = (find(r, "teacher-free (tail)"), r.cells.first()) {
+        if let (Some(tf), Some(base)) = (find(r, Variant::TEACHER_FREE), r.cells.first()) {
             out.push(format!(
                 "   - {}: {}",
                 r.task.name(),
@@ -266,7 +275,7 @@ impl Document<'_> {
                 .iter()
                 .filter(|c| {
                     c.variant.teacher == TeacherKind::None
-                        || c.variant.label() == "random teacher, inverted"
+                        || c.variant == distilled(TeacherKind::Random, Direction::Inverted)
                 })
                 .filter_map(|c| {
                     c.summaries.first().map(|s| {
@@ -304,6 +313,21 @@ impl Document<'_> {
         Ok(files)
     }
 
+    /// The teacher tap the trainer chose for the pretrained rows, read from a run's resolved config.
+    fn pretrained_tap(&self) -> Option<String> {
+        let cell = self
+            .results
+            .iter()
+            .flat_map(|r| &r.cells)
+            .find(|c| c.variant.teacher == TeacherKind::Pretrained)?;
+        let dir = &cell.summaries.first()?.run_dir;
+        let config = crosskd_train::Config::from_file(&dir.join("config.toml"), &[]).ok()?;
+        match config.teacher {
+            crosskd_train::config::TeacherConfig::Pretrained { tap, .. } => Some(tap),
+            _ => None,
+        }
+    }
+
     /// Writes the document (and its plots next to it, under `img/`); returns the markdown.
     pub fn write(&self) -> anyhow::Result<String> {
         let path = &self.args.results;
@@ -330,14 +354,27 @@ impl Document<'_> {
             self.wall_seconds / 60.0
         ));
         let b = self.budget;
+        let inputs = Inputs {
+            threads: self.args.threads,
+            pretrained_weights: None,
+            fashion_root: None,
+        };
+        let dense = grid::base_config(Task::Depth, b, 0, &inputs);
+        let cls = grid::base_config(Task::Classification, b, 0, &inputs);
+        let arch = |c: &crosskd_train::Config| {
+            c.student_arch()
+                .and_then(|a| serde_json::to_string(a).ok())
+                .unwrap_or_default()
+        };
         md.push_str(&format!(
             "Setup ({profile} profile). Dense tasks: {s}×{s} rendered scenes, {} training / {} validation / {} test \
-             images, U-Net student (base width 8, depth 3, 64-channel bottleneck), {} epochs, AdamW 3e-3, cosine \
-             schedule. Teachers: a frozen random U-Net of width 16 (128-channel bottleneck); an in-house U-Net of \
-             width 16 trained for {} epochs on a *different* task (segmentation teaches depth and translation, depth \
-             teaches segmentation). Distillation: FitNets-style MSE on the bottleneck through a 1×1 projector in either \
-             direction. Teacher-free: the tail spectral regulariser. Classification: the first {} Fashion-MNIST \
-             training images ({} of them held out for validation), {} test images, small ResNet, {} epochs.\n\n\
+             images, student `{}` (tap `bottleneck`), {} epochs, batch {}, {:?} lr {}, {:?} schedule. Teachers: a \
+             frozen random `{}`; the same architecture trained by this command for {} epochs on a *different* task \
+             (segmentation teaches depth and translation, depth teaches segmentation). Distillation: FitNets-style \
+             MSE between the student's bottleneck and the teacher's default tap through a 1×1 projector in either \
+             direction (the teacher map is bilinearly resized to the student's when sizes differ). Teacher-free: the \
+             tail spectral regulariser. Classification: the first {} Fashion-MNIST training images ({} of them held \
+             out for validation), {} test images, student `{}`, {} epochs, batch {}.\n\n\
              Sweep, the same budget for every variant, scored on the validation split at seed 0: α ∈ {:?} for \
              distillation rows, (λ, k) ∈ {:?} for the regulariser. The chosen value is in the `chosen` column; all \
              seeds then run with it. A difference counts as *better*/*worse* only when it exceeds the sum of the two \
@@ -345,22 +382,30 @@ impl Document<'_> {
             b.train_samples,
             b.val_samples,
             b.test_samples,
+            arch(&dense),
             b.epochs,
+            dense.train.batch_size,
+            dense.optimiser.kind,
+            dense.optimiser.lr,
+            dense.schedule.kind,
+            serde_json::to_string(&grid::dense_teacher_arch()).unwrap_or_default(),
             b.teacher_epochs,
             b.cls_train_samples,
             b.cls_val_samples,
             b.cls_test_samples,
+            arch(&cls),
             b.cls_epochs,
+            cls.train.batch_size,
             b.alphas,
             b.regulariser,
             s = b.image_size,
         ));
-        if self.args.pretrained_weights.exists() {
+        if let Some(tap) = self.pretrained_tap() {
             md.push_str(&format!(
                 "Pretrained rows: torchvision's ImageNet MobileNetV2 (`{}`, imported with `crosskd import-weights`), \
-                 ImageNet input normalisation, tap chosen to match the student's bottleneck resolution. They run only \
-                 when that file exists and are extra to the quick profile's ~20-minute budget (a fresh clone has no \
-                 weights and skips them).\n\n",
+                 ImageNet input normalisation, tap `{tap}` (its last spatial tap, the trainer's default). They run \
+                 only when that file exists and are extra to the quick profile's ~20-minute budget (a fresh clone has \
+                 no weights and skips them).\n\n",
                 self.args.pretrained_weights.display()
             ));
         }
