@@ -454,3 +454,34 @@ fn rejects_bad_arguments() {
     let vb = VarBuilder::zeros(DType::F64, &Device::Cpu);
     assert!(group_norm_layer(3, 4, 1e-5, vb).is_err());
 }
+
+#[test]
+fn channel_bias_matches_broadcast_add_and_finite_differences() {
+    for shape in [vec![2usize, 3, 4, 5], vec![4, 3]] {
+        let x = random_f64(&shape, 70).unwrap();
+        let b = random_f64(&[3], 71).unwrap();
+        let mut bshape = vec![1usize; shape.len()];
+        bshape[1] = 3;
+        let expected = x
+            .broadcast_add(&b.reshape(bshape.as_slice()).unwrap())
+            .unwrap();
+        let got = norm::add_channel_bias(&x, &b).unwrap();
+        assert_close(
+            &values(&got),
+            &values(&expected),
+            1e-12,
+            "channel bias forward",
+        );
+        assert_gradients(
+            &format!("add_channel_bias {shape:?}"),
+            |a| Ok(norm::add_channel_bias(&a[0], &a[1])?),
+            &[x.clone(), b.clone()],
+            EPS,
+            TOL,
+        );
+    }
+    let x = random_f64(&[2, 3, 2], 74).unwrap();
+    let wrong = random_f64(&[4], 75).unwrap();
+    let err = norm::add_channel_bias(&x, &wrong).unwrap_err().to_string();
+    assert!(err.contains("bias of shape (3)"), "{err}");
+}

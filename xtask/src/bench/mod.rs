@@ -12,6 +12,10 @@ pub struct BenchArgs {
     /// CPU threads used by every framework compared.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// train-step only: time the crosskd column and its per-op breakdown alone (no candle or
+    /// PyTorch column, docs/benchmarks.md left as it is) — the loop for working on the ops.
+    #[arg(long)]
+    pub crosskd_only: bool,
 }
 
 /// Runs the selected benchmarks.
@@ -21,6 +25,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match args.which.as_deref() {
         Some("render") => data::render(args.threads),
         Some("loader") => data::loader(args.threads),
+        Some("train-step") if args.crosskd_only => train_step::run_crosskd_only(args.threads),
         Some("train-step") => train_step::run(args.threads),
         Some("ops") => ops(args.threads),
         Some(other) => {

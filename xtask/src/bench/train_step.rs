@@ -597,13 +597,46 @@ fn pytorch_step_ms(threads: usize) -> std::result::Result<(f64, String), String>
     Ok((ms, version))
 }
 
+fn reference_inputs() -> Result<(Tensor, Tensor)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    Ok((
+        random_tensor(&mut rng, &[BATCH, 3, SIZE, SIZE])?,
+        random_tensor(&mut rng, &[BATCH, 3, SIZE, SIZE])?,
+    ))
+}
+
+/// The op calls of one forward pass of the reference network.
+fn recorded_calls(inputs: &(Tensor, Tensor)) -> Result<Vec<OpCall>> {
+    let recorder = Recorder {
+        ops: &CrosskdOps,
+        calls: Some(std::cell::RefCell::new(Vec::new())),
+    };
+    Reference::new(7)?.loss(&recorder, &inputs.0, &inputs.1)?;
+    Ok(recorder.calls.map(|c| c.into_inner()).unwrap_or_default())
+}
+
+/// `cargo xtask bench train-step --crosskd-only`: the crosskd column and its breakdown, printed.
+pub fn run_crosskd_only(threads: usize) -> Result<()> {
+    let inputs = reference_inputs()?;
+    println!("reference UNet, crosskd column only, {threads} threads");
+    let t = time_steps(&CrosskdOps, &inputs)?;
+    println!(
+        "crosskd: {:.1} ms/step (forward {:.1}, backward {:.1}, optimiser {:.1}), final loss {:.4}",
+        t.step_ms,
+        t.forward_ms,
+        t.backward_ms,
+        t.step_ms - t.forward_ms - t.backward_ms,
+        t.final_loss
+    );
+    for (kind, (calls, f, b)) in breakdown(&CrosskdOps, &recorded_calls(&inputs)?)? {
+        println!("{kind:20} {calls:2} calls  fwd {f:7.1} ms  bwd {b:7.1} ms");
+    }
+    Ok(())
+}
+
 /// `cargo xtask bench train-step`.
 pub fn run(threads: usize) -> Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(3);
-    let inputs = (
-        random_tensor(&mut rng, &[BATCH, 3, SIZE, SIZE])?,
-        random_tensor(&mut rng, &[BATCH, 3, SIZE, SIZE])?,
-    );
+    let inputs = reference_inputs()?;
     println!("reference UNet, batch {BATCH}×3×{SIZE}×{SIZE}, {threads} threads, median of {TIMED_STEPS} steps after {WARMUP_STEPS} warm-up");
     let candle = time_steps(&CandleOps, &inputs).context("raw candle column")?;
     println!("candle:  {:.1} ms/step", candle.step_ms);
@@ -613,12 +646,7 @@ pub fn run(threads: usize) -> Result<()> {
     // candle's wrong pooling/upsampling gradients steer the optimiser elsewhere.
     let torch = pytorch_step_ms(threads);
 
-    let recorder = Recorder {
-        ops: &CrosskdOps,
-        calls: Some(std::cell::RefCell::new(Vec::new())),
-    };
-    Reference::new(7)?.loss(&recorder, &inputs.0, &inputs.1)?;
-    let calls = recorder.calls.map(|c| c.into_inner()).unwrap_or_default();
+    let calls = recorded_calls(&inputs)?;
     let candle_ops = breakdown(&CandleOps, &calls)?;
     let crosskd_ops = breakdown(&CrosskdOps, &calls)?;
 

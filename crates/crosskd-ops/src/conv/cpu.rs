@@ -1,12 +1,21 @@
-//! CPU kernels: convolution and its two gradients as im2col/col2im around gemm.
+//! CPU kernels: convolution and its two gradients as gemms over a pixel-major im2col.
 //!
-//! For one image and one group, with `K = c_in/groups · kh · kw` and `P = ho · wo`:
-//! - forward:         `Y_g (og×P)  = W_g (og×K) · cols (K×P)`, `cols = im2col(X_g)`;
-//! - input gradient:  `dX_g        = col2im(W_gᵀ (K×og) · dY_g (og×P))`;
-//! - weight gradient: `dW_g (og×K) += dY_g (og×P) · colsᵀ (P×K)`.
+//! Per image, the input is first transposed to channels-last (`HW × C`), so that the patch of one
+//! output pixel is `kh` runs of `kw·cg` values copied in long stretches. The patches form
+//! `cols: (P × K)` with `P = ho·wo` and `K = kh·kw·cg` ordered `(ki, kj, c)`; the weight is
+//! reordered once per call to match (`wr: (c_out × K)`). For one image and one group:
+//! - forward:         `Y_gᵀ (P×og) = cols · wr_gᵀ`, then transposed to `(og × P)`;
+//! - input gradient:  `dcols (P×K) = dY_gᵀ · wr_g`, folded back onto a channels-last `dX`
+//!   ([`row2im`]) that is transposed at the end;
+//! - weight gradient: `dwr_g (og×K) += dY_g · cols`.
+//!
+//! With the gemm crate these orientations run 1.5–2× faster than the channel-major im2col
+//! `(K × P)` for the small `og` of student networks (32–128): the long `P` dimension becomes the
+//! gemm's row dimension and the reduction of the weight gradient reads `cols` row by row.
+//! 1×1 convolutions with stride 1 and no padding skip im2col and multiply the NCHW planes directly.
 //!
 //! Work is split over the batch when it has at least as many images as threads (each thread runs
-//! single-threaded gemms on its own images, which keeps the small per-image matrices efficient);
+//! single-threaded gemms on its own images, which keeps the per-image matrices efficient);
 //! otherwise images run one after another and the gemm itself is parallel.
 
 use rayon::prelude::*;
@@ -29,7 +38,7 @@ impl Float for f64 {
     const ONE: Self = 1.0;
 }
 
-/// A row-major matrix view for gemm: base pointer, row stride, column stride.
+/// A strided `rows × cols` matrix view for gemm (base pointer, row stride, column stride).
 #[derive(Clone, Copy)]
 struct Mat<T> {
     ptr: *const T,
@@ -37,22 +46,37 @@ struct Mat<T> {
     cs: isize,
 }
 
+/// Where the last element of a `rows × cols` view with strides `(rs, cs)` lies, checked against
+/// the slice length so the unsafe gemm call below only ever sees in-bounds views.
+fn check_view(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
+    if rows > 0 && cols > 0 {
+        let last = (rows - 1) * rs + (cols - 1) * cs;
+        assert!(
+            last < len,
+            "gemm view {rows}x{cols} (strides {rs}, {cs}) exceeds its slice of {len}"
+        );
+    }
+}
+
 impl<T> Mat<T> {
-    fn rows(s: &[T], row_len: usize) -> Self {
+    /// `s` read as a `rows × cols` matrix with strides `(rs, cs)`.
+    fn view(s: &[T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        check_view(s.len(), rows, cols, rs, cs);
         Self {
             ptr: s.as_ptr(),
-            rs: row_len as isize,
-            cs: 1,
+            rs: rs as isize,
+            cs: cs as isize,
         }
     }
 
-    /// The transpose of a row-major matrix whose rows have `row_len` elements.
-    fn transposed(s: &[T], row_len: usize) -> Self {
-        Self {
-            ptr: s.as_ptr(),
-            rs: 1,
-            cs: row_len as isize,
-        }
+    /// `s` as a row-major `rows × cols` matrix.
+    fn rows(s: &[T], rows: usize, cols: usize) -> Self {
+        Self::view(s, rows, cols, cols, 1)
+    }
+
+    /// The transpose of a row-major `cols × rows` matrix stored in `s`, as `rows × cols`.
+    fn transposed(s: &[T], rows: usize, cols: usize) -> Self {
+        Self::view(s, rows, cols, 1, rows)
     }
 }
 
@@ -68,7 +92,7 @@ fn gemm<T: Float>(
     rhs: Mat<T>,
     threads: usize,
 ) {
-    assert!(dst.len() >= m * n, "gemm destination too small");
+    check_view(dst.len(), m, n, n, 1);
     if m == 0 || n == 0 {
         return;
     }
@@ -77,8 +101,8 @@ fn gemm<T: Float>(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the callers pass slices that hold the m×k, k×n and m×n matrices described by the
-    // strides (checked by the slice arithmetic of the callers), and dst does not alias lhs or rhs.
+    // SAFETY: every view was bounds-checked against its slice by `Mat::view` / `check_view`, and
+    // dst is a distinct mutable slice, so it aliases neither operand.
     unsafe {
         gemm::gemm(
             m,
@@ -104,52 +128,104 @@ fn gemm<T: Float>(
     }
 }
 
-/// The range of output columns `ow` whose input column `ow·stride + offset` lies in `0..w`.
-fn valid_range(offset: isize, stride: usize, w: usize, wo: usize) -> (usize, usize) {
-    let s = stride as isize;
-    // smallest ow with ow*s + offset >= 0
-    let lo = if offset >= 0 {
-        0
-    } else {
-        ((-offset) + s - 1) / s
-    };
-    // largest ow+1 with ow*s + offset <= w-1
-    let last = w as isize - 1 - offset;
-    let hi = if last < 0 { 0 } else { last / s + 1 };
-    let lo = (lo as usize).min(wo);
-    let hi = (hi as usize).clamp(lo, wo);
-    (lo, hi)
+/// `dst (cols × rows) = srcᵀ` for a row-major `src (rows × cols)`, in tiles that stay in cache.
+fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const TILE: usize = 32;
+    let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c0 in (0..cols).step_by(TILE) {
+            let c1 = (c0 + TILE).min(cols);
+            for c in c0..c1 {
+                let out = &mut dst[c * rows + r0..c * rows + r1];
+                for (o, r) in out.iter_mut().zip(r0..r1) {
+                    *o = src[r * cols + c];
+                }
+            }
+        }
+    }
 }
 
-/// Unfolds one group of one image, `x: (cg, h, w)`, into `cols: (cg·kh·kw, ho·wo)`.
-fn im2col<T: Float>(g: &Geometry, x: &[T], cols: &mut [T]) {
-    let (h, w, ho, wo, p) = (g.h, g.w, g.ho, g.wo, g.p_len());
-    let pad = g.padding as isize;
-    for c in 0..g.cg() {
-        let plane = &x[c * h * w..(c + 1) * h * w];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let row_idx = (c * g.kh + ki) * g.kw + kj;
-                let row = &mut cols[row_idx * p..(row_idx + 1) * p];
-                let col_off = (kj * g.dilation) as isize - pad;
-                let (lo, hi) = valid_range(col_off, g.stride, w, wo);
-                for oh in 0..ho {
-                    let out = &mut row[oh * wo..(oh + 1) * wo];
-                    let ih = (oh * g.stride + ki * g.dilation) as isize - pad;
-                    if ih < 0 || ih >= h as isize {
-                        out.fill(T::ZERO);
-                        continue;
-                    }
-                    let inp = &plane[ih as usize * w..(ih as usize + 1) * w];
-                    out[..lo].fill(T::ZERO);
-                    out[hi..].fill(T::ZERO);
-                    if g.stride == 1 {
-                        let start = (lo as isize + col_off) as usize;
-                        out[lo..hi].copy_from_slice(&inp[start..start + (hi - lo)]);
-                    } else {
-                        for (ow, o) in out.iter_mut().enumerate().take(hi).skip(lo) {
-                            *o = inp[(ow as isize * g.stride as isize + col_off) as usize];
+/// The weight `(c_out, cg, kh, kw)` reordered to `(c_out, kh, kw, cg)`, the column order of
+/// [`im2row`].
+fn taps_first<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
+    let (cg, taps) = (g.cg(), g.kh * g.kw);
+    let mut wr = vec![T::ZERO; w.len()];
+    for o in 0..g.c_out {
+        for c in 0..cg {
+            for t in 0..taps {
+                wr[(o * taps + t) * cg + c] = w[(o * cg + c) * taps + t];
+            }
+        }
+    }
+    wr
+}
+
+/// The inverse of [`taps_first`].
+fn channels_first<T: Float>(g: &Geometry, wr: &[T]) -> Vec<T> {
+    let (cg, taps) = (g.cg(), g.kh * g.kw);
+    let mut w = vec![T::ZERO; wr.len()];
+    for o in 0..g.c_out {
+        for c in 0..cg {
+            for t in 0..taps {
+                w[(o * cg + c) * taps + t] = wr[(o * taps + t) * cg + c];
+            }
+        }
+    }
+    w
+}
+
+/// The input column `iw` read by output column `ow` and tap `kj`, when it lies in the image.
+fn input_col(g: &Geometry, ow: usize, kj: usize) -> Option<usize> {
+    let iw = (ow * g.stride + kj * g.dilation) as isize - g.padding as isize;
+    (iw >= 0 && iw < g.w as isize).then_some(iw as usize)
+}
+
+/// The input row read by output row `oh` and tap `ki`, when it lies in the image.
+fn input_row(g: &Geometry, oh: usize, ki: usize) -> Option<usize> {
+    let ih = (oh * g.stride + ki * g.dilation) as isize - g.padding as isize;
+    (ih >= 0 && ih < g.h as isize).then_some(ih as usize)
+}
+
+/// When every tap `kj` of output column `ow` lies in the image and the taps are adjacent pixels
+/// of a dense convolution, the first input column: the patch row is then one contiguous run of
+/// `kw·c_in` channels-last values.
+fn contiguous_run(g: &Geometry, ow: usize) -> Option<usize> {
+    if g.dilation != 1 || g.groups != 1 {
+        return None;
+    }
+    let first = (ow * g.stride) as isize - g.padding as isize;
+    (first >= 0 && first as usize + g.kw <= g.w).then_some(first as usize)
+}
+
+/// Patches of group `grp` of one channels-last image `xt: (h·w × c_in)` as the rows of
+/// `cols: (ho·wo × kh·kw·cg)`, column order `(ki, kj, c)`, zero outside the image.
+fn im2row<T: Float>(g: &Geometry, xt: &[T], grp: usize, cols: &mut [T]) {
+    let (cg, kg, c_in) = (g.cg(), g.k_len(), g.c_in);
+    let run = g.kw * cg;
+    for oh in 0..g.ho {
+        for ow in 0..g.wo {
+            let row = &mut cols[(oh * g.wo + ow) * kg..(oh * g.wo + ow + 1) * kg];
+            let first = contiguous_run(g, ow);
+            for ki in 0..g.kh {
+                let seg = &mut row[ki * run..(ki + 1) * run];
+                let Some(ih) = input_row(g, oh, ki) else {
+                    seg.fill(T::ZERO);
+                    continue;
+                };
+                let line = &xt[ih * g.w * c_in..(ih + 1) * g.w * c_in];
+                if let Some(iw) = first {
+                    seg.copy_from_slice(&line[iw * c_in..(iw + g.kw) * c_in]);
+                    continue;
+                }
+                for kj in 0..g.kw {
+                    let dst = &mut seg[kj * cg..(kj + 1) * cg];
+                    match input_col(g, ow, kj) {
+                        Some(iw) => {
+                            let start = iw * c_in + grp * cg;
+                            dst.copy_from_slice(&line[start..start + cg]);
                         }
+                        None => dst.fill(T::ZERO),
                     }
                 }
             }
@@ -157,35 +233,34 @@ fn im2col<T: Float>(g: &Geometry, x: &[T], cols: &mut [T]) {
     }
 }
 
-/// Folds `cols: (cg·kh·kw, ho·wo)` back onto one group of one image, `dx: (cg, h, w)`, adding
-/// every column entry to the input pixel it was read from (the adjoint of [`im2col`]).
-fn col2im<T: Float>(g: &Geometry, cols: &[T], dx: &mut [T]) {
-    let (h, w, ho, wo, p) = (g.h, g.w, g.ho, g.wo, g.p_len());
-    let pad = g.padding as isize;
-    for c in 0..g.cg() {
-        let plane = &mut dx[c * h * w..(c + 1) * h * w];
-        for ki in 0..g.kh {
-            for kj in 0..g.kw {
-                let row_idx = (c * g.kh + ki) * g.kw + kj;
-                let row = &cols[row_idx * p..(row_idx + 1) * p];
-                let col_off = (kj * g.dilation) as isize - pad;
-                let (lo, hi) = valid_range(col_off, g.stride, w, wo);
-                for oh in 0..ho {
-                    let ih = (oh * g.stride + ki * g.dilation) as isize - pad;
-                    if ih < 0 || ih >= h as isize {
-                        continue;
-                    }
-                    let src = &row[oh * wo..(oh + 1) * wo];
-                    let dst = &mut plane[ih as usize * w..(ih as usize + 1) * w];
-                    if g.stride == 1 {
-                        let start = (lo as isize + col_off) as usize;
-                        for (d, s) in dst[start..start + (hi - lo)].iter_mut().zip(&src[lo..hi]) {
-                            *d += *s;
-                        }
-                    } else {
-                        for (ow, s) in src.iter().enumerate().take(hi).skip(lo) {
-                            dst[(ow as isize * g.stride as isize + col_off) as usize] += *s;
-                        }
+/// The adjoint of [`im2row`]: adds every entry of `cols` onto the channels-last input pixel of
+/// group `grp` it was read from.
+fn row2im<T: Float>(g: &Geometry, cols: &[T], grp: usize, dxt: &mut [T]) {
+    let (cg, kg, c_in) = (g.cg(), g.k_len(), g.c_in);
+    let run = g.kw * cg;
+    let add = |dst: &mut [T], src: &[T]| {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d += *s;
+        }
+    };
+    for oh in 0..g.ho {
+        for ow in 0..g.wo {
+            let row = &cols[(oh * g.wo + ow) * kg..(oh * g.wo + ow + 1) * kg];
+            let first = contiguous_run(g, ow);
+            for ki in 0..g.kh {
+                let Some(ih) = input_row(g, oh, ki) else {
+                    continue;
+                };
+                let seg = &row[ki * run..(ki + 1) * run];
+                let line = &mut dxt[ih * g.w * c_in..(ih + 1) * g.w * c_in];
+                if let Some(iw) = first {
+                    add(&mut line[iw * c_in..(iw + g.kw) * c_in], seg);
+                    continue;
+                }
+                for kj in 0..g.kw {
+                    if let Some(iw) = input_col(g, ow, kj) {
+                        let start = iw * c_in + grp * cg;
+                        add(&mut line[start..start + cg], &seg[kj * cg..(kj + 1) * cg]);
                     }
                 }
             }
@@ -197,29 +272,56 @@ fn threads() -> usize {
     candle_core::utils::get_num_threads().max(1)
 }
 
-/// Runs `per_image(image index, scratch)` for every image of the batch, each writing its own
-/// `out_per_image`-long chunk of `out`; in parallel over images when the batch is large enough.
-fn for_each_image<T: Float, F>(
-    n: usize,
-    out: &mut [T],
-    out_per_image: usize,
-    scratch_len: usize,
-    per_image: F,
-) where
-    F: Fn(usize, &mut [T], &mut Vec<T>, usize) + Sync,
+/// Per-thread work buffers of the patch kernels.
+struct Scratch<T> {
+    /// One image channels-last, `(h·w × c_in)`.
+    image: Vec<T>,
+    /// One group's patches, `(P × K)`.
+    cols: Vec<T>,
+    /// One group's pixel-major output, `(P × og)`.
+    out: Vec<T>,
+}
+
+impl<T: Float> Scratch<T> {
+    fn new(g: &Geometry) -> Self {
+        if g.is_pointwise() {
+            return Self {
+                image: Vec::new(),
+                cols: Vec::new(),
+                out: Vec::new(),
+            };
+        }
+        Self {
+            image: vec![T::ZERO; g.hw() * g.c_in],
+            cols: vec![T::ZERO; g.p_len() * g.k_len()],
+            out: vec![T::ZERO; g.p_len() * g.og()],
+        }
+    }
+}
+
+/// Runs `per_image(image index, its chunk of out, scratch, gemm threads)` for every image, each
+/// writing its own `out_per_image`-long chunk of `out`; one contiguous share of the images per
+/// thread (one scratch each) when the batch has at least as many images as threads.
+fn for_each_image<T: Float, F>(g: &Geometry, out: &mut [T], out_per_image: usize, per_image: F)
+where
+    F: Fn(usize, &mut [T], &mut Scratch<T>, usize) + Sync,
 {
     let threads = threads();
-    if n >= threads && threads > 1 {
-        out.par_chunks_mut(out_per_image.max(1))
+    let per_image_len = out_per_image.max(1);
+    if g.n >= threads && threads > 1 {
+        let share = g.n.div_ceil(threads);
+        out.par_chunks_mut(per_image_len * share)
             .enumerate()
-            .for_each_init(
-                || vec![T::ZERO; scratch_len],
-                |scratch, (i, chunk)| per_image(i, chunk, scratch, 1),
-            );
+            .for_each(|(t, chunk)| {
+                let mut scratch = Scratch::new(g);
+                for (j, image) in chunk.chunks_mut(per_image_len).enumerate() {
+                    per_image(t * share + j, image, &mut scratch, 1);
+                }
+            });
     } else {
-        let mut scratch = vec![T::ZERO; scratch_len];
-        for (i, chunk) in out.chunks_mut(out_per_image.max(1)).enumerate().take(n) {
-            per_image(i, chunk, &mut scratch, threads);
+        let mut scratch = Scratch::new(g);
+        for (i, image) in out.chunks_mut(per_image_len).enumerate().take(g.n) {
+            per_image(i, image, &mut scratch, threads);
         }
     }
 }
@@ -228,35 +330,44 @@ fn for_each_image<T: Float, F>(
 pub(crate) fn conv_forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
     let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
     let mut y = vec![T::ZERO; g.n * g.c_out * p];
-    let scratch = if g.is_pointwise() { 0 } else { k * p };
-    for_each_image(
-        g.n,
-        &mut y,
-        g.c_out * p,
-        scratch,
-        |i, y_img, cols, threads| {
-            for grp in 0..g.groups {
-                let x_g = &x[(i * g.c_in + grp * cg) * hw..(i * g.c_in + (grp + 1) * cg) * hw];
-                let rhs = if g.is_pointwise() {
-                    Mat::rows(x_g, p)
-                } else {
-                    im2col(g, x_g, cols);
-                    Mat::rows(cols, p)
-                };
-                let w_g = &w[grp * og * k..(grp + 1) * og * k];
+    let wr = taps_first(g, w);
+    for_each_image(g, &mut y, g.c_out * p, |i, y_img, s, threads| {
+        let x_img = &x[i * g.c_in * hw..(i + 1) * g.c_in * hw];
+        if !g.is_pointwise() {
+            transpose(x_img, g.c_in, hw, &mut s.image);
+        }
+        for grp in 0..g.groups {
+            let y_g = &mut y_img[grp * og * p..(grp + 1) * og * p];
+            let w_g = &w[grp * og * k..(grp + 1) * og * k];
+            if g.is_pointwise() {
+                let x_g = &x_img[grp * cg * hw..(grp + 1) * cg * hw];
                 gemm(
                     og,
                     p,
                     k,
-                    &mut y_img[grp * og * p..(grp + 1) * og * p],
+                    y_g,
                     false,
-                    Mat::rows(w_g, k),
-                    rhs,
+                    Mat::rows(w_g, og, k),
+                    Mat::rows(x_g, k, p),
                     threads,
                 );
+                continue;
             }
-        },
-    );
+            im2row(g, &s.image, grp, &mut s.cols);
+            let wr_g = &wr[grp * og * k..(grp + 1) * og * k];
+            gemm(
+                p,
+                og,
+                k,
+                &mut s.out,
+                false,
+                Mat::rows(&s.cols, p, k),
+                Mat::transposed(wr_g, k, og),
+                threads,
+            );
+            transpose(&s.out, p, og, y_g);
+        }
+    });
     y
 }
 
@@ -264,44 +375,45 @@ pub(crate) fn conv_forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
 pub(crate) fn conv_input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
     let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
     let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
-    let scratch = if g.is_pointwise() { 0 } else { k * p };
-    for_each_image(
-        g.n,
-        &mut dx,
-        g.c_in * hw,
-        scratch,
-        |i, dx_img, cols, threads| {
-            for grp in 0..g.groups {
-                let dy_g = &dy[(i * g.c_out + grp * og) * p..(i * g.c_out + (grp + 1) * og) * p];
+    let wr = taps_first(g, w);
+    for_each_image(g, &mut dx, g.c_in * hw, |i, dx_img, s, threads| {
+        if !g.is_pointwise() {
+            s.image.fill(T::ZERO);
+        }
+        for grp in 0..g.groups {
+            let dy_g = &dy[(i * g.c_out + grp * og) * p..(i * g.c_out + (grp + 1) * og) * p];
+            if g.is_pointwise() {
                 let w_g = &w[grp * og * k..(grp + 1) * og * k];
                 let dx_g = &mut dx_img[grp * cg * hw..(grp + 1) * cg * hw];
-                if g.is_pointwise() {
-                    gemm(
-                        k,
-                        p,
-                        og,
-                        dx_g,
-                        false,
-                        Mat::transposed(w_g, k),
-                        Mat::rows(dy_g, p),
-                        threads,
-                    );
-                } else {
-                    gemm(
-                        k,
-                        p,
-                        og,
-                        cols,
-                        false,
-                        Mat::transposed(w_g, k),
-                        Mat::rows(dy_g, p),
-                        threads,
-                    );
-                    col2im(g, cols, dx_g);
-                }
+                gemm(
+                    k,
+                    p,
+                    og,
+                    dx_g,
+                    false,
+                    Mat::transposed(w_g, k, og),
+                    Mat::rows(dy_g, og, p),
+                    threads,
+                );
+                continue;
             }
-        },
-    );
+            let wr_g = &wr[grp * og * k..(grp + 1) * og * k];
+            gemm(
+                p,
+                k,
+                og,
+                &mut s.cols,
+                false,
+                Mat::transposed(dy_g, p, og),
+                Mat::rows(wr_g, og, k),
+                threads,
+            );
+            row2im(g, &s.cols, grp, &mut s.image);
+        }
+        if !g.is_pointwise() {
+            transpose(&s.image, hw, g.c_in, dx_img);
+        }
+    });
     dx
 }
 
@@ -309,43 +421,44 @@ pub(crate) fn conv_input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<
 pub(crate) fn conv_weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Vec<T> {
     let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
     let w_len = g.c_out * k;
-    let scratch_len = if g.is_pointwise() { 0 } else { k * p };
-    // Accumulates the images `range` into `dw`.
-    let accumulate =
-        |range: std::ops::Range<usize>, dw: &mut [T], cols: &mut [T], threads: usize| {
-            for i in range {
-                for grp in 0..g.groups {
-                    let x_g = &x[(i * g.c_in + grp * cg) * hw..(i * g.c_in + (grp + 1) * cg) * hw];
-                    let rhs = if g.is_pointwise() {
-                        Mat::transposed(x_g, p)
-                    } else {
-                        im2col(g, x_g, cols);
-                        Mat::transposed(cols, p)
-                    };
-                    let dy_g =
-                        &dy[(i * g.c_out + grp * og) * p..(i * g.c_out + (grp + 1) * og) * p];
-                    gemm(
-                        og,
-                        k,
-                        p,
-                        &mut dw[grp * og * k..(grp + 1) * og * k],
-                        true,
-                        Mat::rows(dy_g, p),
-                        rhs,
-                        threads,
-                    );
-                }
+    // Accumulates the images `range` into `dw` (in the `taps_first` order unless pointwise).
+    let accumulate = |range: std::ops::Range<usize>, dw: &mut [T], s: &mut Scratch<T>, threads| {
+        for i in range {
+            let x_img = &x[i * g.c_in * hw..(i + 1) * g.c_in * hw];
+            if !g.is_pointwise() {
+                transpose(x_img, g.c_in, hw, &mut s.image);
             }
-        };
+            for grp in 0..g.groups {
+                let dy_g = &dy[(i * g.c_out + grp * og) * p..(i * g.c_out + (grp + 1) * og) * p];
+                let rhs = if g.is_pointwise() {
+                    Mat::transposed(&x_img[grp * cg * hw..(grp + 1) * cg * hw], p, k)
+                } else {
+                    im2row(g, &s.image, grp, &mut s.cols);
+                    Mat::rows(&s.cols, p, k)
+                };
+                gemm(
+                    og,
+                    k,
+                    p,
+                    &mut dw[grp * og * k..(grp + 1) * og * k],
+                    true,
+                    Mat::rows(dy_g, og, p),
+                    rhs,
+                    threads,
+                );
+            }
+        }
+    };
     let threads = threads();
-    if g.n >= threads && threads > 1 {
-        let chunk = g.n.div_ceil(threads);
+    let dw = if g.n >= threads && threads > 1 {
+        let share = g.n.div_ceil(threads);
         let partials: Vec<Vec<T>> = (0..threads)
             .into_par_iter()
             .map(|t| {
                 let mut dw = vec![T::ZERO; w_len];
-                let mut cols = vec![T::ZERO; scratch_len];
-                accumulate(t * chunk..((t + 1) * chunk).min(g.n), &mut dw, &mut cols, 1);
+                let mut scratch = Scratch::new(g);
+                let range = (t * share).min(g.n)..((t + 1) * share).min(g.n);
+                accumulate(range, &mut dw, &mut scratch, 1);
                 dw
             })
             .collect();
@@ -359,9 +472,14 @@ pub(crate) fn conv_weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Vec
         dw
     } else {
         let mut dw = vec![T::ZERO; w_len];
-        let mut cols = vec![T::ZERO; scratch_len];
-        accumulate(0..g.n, &mut dw, &mut cols, threads);
+        let mut scratch = Scratch::new(g);
+        accumulate(0..g.n, &mut dw, &mut scratch, threads);
         dw
+    };
+    if g.is_pointwise() {
+        dw
+    } else {
+        channels_first(g, &dw)
     }
 }
 
@@ -405,6 +523,35 @@ mod tests {
         y
     }
 
+    /// `⟨im2row(x), c⟩ = ⟨x, row2im(c)⟩` for every geometry kind, so the input gradient is the exact
+    /// adjoint of the forward patches.
+    #[test]
+    fn row2im_is_the_adjoint_of_im2row() {
+        let cases = [
+            ([1, 4, 6, 7], [6, 2, 3, 3], 1, 1, 1, 2),
+            ([1, 3, 9, 8], [5, 3, 3, 2], 2, 2, 1, 1),
+            ([1, 2, 8, 8], [4, 2, 3, 3], 3, 0, 2, 1),
+            ([1, 3, 6, 7], [4, 3, 3, 3], 1, 1, 1, 1),
+        ];
+        for (xs, ws, stride, pad, dil, groups) in cases {
+            let g = Geometry::new("test", &xs, &ws, stride, pad, dil, groups).unwrap();
+            let xt = data(g.hw() * g.c_in, 3);
+            let c = data(g.p_len() * g.k_len(), 4);
+            for grp in 0..groups {
+                let mut cols = vec![0.0; c.len()];
+                im2row(&g, &xt, grp, &mut cols);
+                let mut back = vec![0.0; xt.len()];
+                row2im(&g, &c, grp, &mut back);
+                let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
+                let rhs: f64 = xt.iter().zip(&back).map(|(a, b)| a * b).sum();
+                assert!(
+                    (lhs - rhs).abs() < 1e-9,
+                    "case {xs:?} {ws:?} group {grp}: {lhs} vs {rhs}"
+                );
+            }
+        }
+    }
+
     fn data(len: usize, seed: u64) -> Vec<f64> {
         (0..len)
             .map(|i| (((i as u64 + 1) * (seed * 2 + 7919)) % 97) as f64 / 48.5 - 1.0)
@@ -419,6 +566,8 @@ mod tests {
             ([3, 2, 8, 8], [4, 2, 3, 3], 3, 0, 2, 1),
             ([2, 4, 5, 5], [4, 1, 3, 3], 1, 1, 1, 4),
             ([2, 3, 4, 5], [2, 3, 1, 1], 1, 0, 1, 1),
+            ([2, 3, 6, 7], [4, 3, 3, 3], 1, 1, 1, 1),
+            ([1, 2, 5, 9], [3, 2, 2, 4], 1, 3, 1, 1),
         ];
         for (xs, ws, stride, pad, dil, groups) in cases {
             let g = Geometry::new("test", &xs, &ws, stride, pad, dil, groups).unwrap();
@@ -435,27 +584,6 @@ mod tests {
                 err < 1e-12,
                 "case {xs:?} {ws:?} s{stride} p{pad} d{dil} g{groups}: error {err}"
             );
-        }
-    }
-
-    #[test]
-    fn valid_range_matches_brute_force() {
-        for offset in -4..5isize {
-            for stride in 1..4 {
-                for w in 1..7 {
-                    for wo in 0..8 {
-                        let (lo, hi) = valid_range(offset, stride, w, wo);
-                        let ok: Vec<usize> = (0..wo)
-                            .filter(|&ow| {
-                                let iw = ow as isize * stride as isize + offset;
-                                iw >= 0 && iw < w as isize
-                            })
-                            .collect();
-                        let want = (lo..hi).collect::<Vec<_>>();
-                        assert_eq!(ok, want, "offset {offset} stride {stride} w {w} wo {wo}");
-                    }
-                }
-            }
         }
     }
 }

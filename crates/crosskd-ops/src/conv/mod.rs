@@ -78,10 +78,10 @@ fn runs_on_cpu_kernels(x: &Tensor, weight: &Tensor) -> bool {
 }
 
 fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-    Ok(match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
-        None => y,
-    })
+    match bias {
+        Some(b) => crate::norm::add_channel_bias(&y, b),
+        None => Ok(y),
+    }
 }
 
 /// `y = conv2d(x, weight) + bias` (PyTorch `F.conv2d`): `x: (N, C_in, H, W)`,

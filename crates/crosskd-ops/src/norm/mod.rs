@@ -123,6 +123,21 @@ fn affine_along(
     Ok(y)
 }
 
+/// `y = x + bias` with `bias: (C)` broadcast along dimension 1 of `x: (N, C, ...)` — a
+/// convolution's or linear layer's bias. On the CPU (f32/f64) the bias gradient is one pass per
+/// channel instead of candle's strided broadcast reduction.
+pub fn add_channel_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let (n, c, rest) = channels("add_channel_bias", x)?;
+    check_affine("add_channel_bias", "bias", Some(bias), c)?;
+    if use_cpu_kernel(x) && bias.dtype() == x.dtype() {
+        let op = cpu::ChannelBias(cpu::ChannelAffine { a: n, c, b: rest });
+        return Ok(x.contiguous()?.apply_op2(&bias.contiguous()?, op)?);
+    }
+    let mut shape = vec![1usize; x.rank()];
+    shape[1] = c;
+    Ok(x.broadcast_add(&bias.reshape(shape.as_slice())?)?)
+}
+
 fn channels(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
     if x.rank() < 2 {
         return Err(Error::Shape {
