@@ -29,6 +29,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    crosskd_train::memory::keep_freed_memory();
     match Cli::parse().command {
         Command::Bench(args) => bench::run(&args),
         Command::Render(args) => render::run(&args),

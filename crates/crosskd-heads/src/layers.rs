@@ -90,6 +90,8 @@ pub fn dense_stack(
 
 impl Module for DenseStack {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
-        self.out.forward(&self.hidden.forward(xs)?.relu()?)
+        let hidden = crosskd_ops::activation::relu(&self.hidden.forward(xs)?)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        self.out.forward(&hidden)
     }
 }

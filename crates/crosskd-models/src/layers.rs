@@ -97,6 +97,14 @@ impl Norm {
             Norm::Group(gn) => candle_nn::Module::forward(gn, x)?,
         })
     }
+
+    /// `relu(self.forward(x, train))`; batch norm in training runs both as one op.
+    pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(match self {
+            Norm::Batch(bn) => bn.forward_relu(x, train)?,
+            Norm::Group(gn) => relu(&candle_nn::Module::forward(gn, x)?)?,
+        })
+    }
 }
 
 /// A torchvision-style batch norm with the PyTorch defaults.
@@ -132,9 +140,14 @@ pub fn conv_cfg(stride: usize, padding: usize) -> Conv2dConfig {
     }
 }
 
+/// `relu(x) = max(x, 0)` through crosskd-ops' one-pass kernel.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    Ok(crosskd_ops::activation::relu(x)?)
+}
+
 /// `relu6(x) = min(max(x, 0), 6)`.
 pub fn relu6(x: &Tensor) -> Result<Tensor> {
-    Ok(x.relu()?.minimum(6.0)?)
+    Ok(crosskd_ops::activation::relu6(x)?)
 }
 
 /// PyTorch's adaptive average pooling to `(out_h, out_w)`: output cell `(i, j)` averages rows

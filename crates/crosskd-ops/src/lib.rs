@@ -10,6 +10,7 @@
 //!
 //! Allowed dependencies: candle-core, candle-nn, thiserror, rand. Nothing from the workspace.
 
+pub mod activation;
 pub mod conv;
 pub mod error;
 pub mod gradcheck;

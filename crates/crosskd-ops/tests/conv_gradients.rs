@@ -100,7 +100,7 @@ fn conv2d_depthwise() {
         &[2, 3, 5, 6],
         &[6, 1, 3, 3],
         cfg(2, 1, 1, 3),
-        false,
+        true,
         6,
     );
 }
@@ -112,7 +112,7 @@ fn conv2d_pointwise() {
         &[2, 3, 4, 3],
         &[5, 3, 1, 1],
         cfg(1, 0, 1, 1),
-        false,
+        true,
         7,
     );
 }

@@ -46,6 +46,10 @@ const BN_IMPLS: [(&str, BnTrain); 2] = [
     ("cpu", batch_norm_train),
     ("generic", norm::generic::batch_norm_train),
 ];
+const BN_RELU_IMPLS: [(&str, BnTrain); 2] = [
+    ("cpu", norm::batch_norm_relu_train),
+    ("generic", norm::generic::batch_norm_relu_train),
+];
 const GN_IMPLS: [(&str, Gn); 2] = [("cpu", group_norm), ("generic", norm::generic::group_norm)];
 const LN_IMPLS: [(&str, Ln); 2] = [("cpu", layer_norm), ("generic", norm::generic::layer_norm)];
 
@@ -484,4 +488,59 @@ fn channel_bias_matches_broadcast_add_and_finite_differences() {
     let wrong = random_f64(&[4], 75).unwrap();
     let err = norm::add_channel_bias(&x, &wrong).unwrap_err().to_string();
     assert!(err.contains("bias of shape (3)"), "{err}");
+}
+
+#[test]
+fn batch_norm_relu_is_relu_of_batch_norm_with_matching_gradients() {
+    let x = random_f64(&[2, 3, 3, 4], 80).unwrap();
+    let w = random_f64(&[3], 81).unwrap();
+    let b = random_f64(&[3], 82).unwrap();
+    let (plain, mean, var) = batch_norm_train(&x, Some(&w), Some(&b), 1e-5).unwrap();
+    let expected: Vec<f64> = values(&plain).iter().map(|v| v.max(0.0)).collect();
+    assert!(
+        expected.iter().all(|v| *v == 0.0 || *v > 1e-4),
+        "test input too close to the ReLU kink"
+    );
+    for (name, f) in BN_RELU_IMPLS {
+        let (y, m, v) = f(&x, Some(&w), Some(&b), 1e-5).unwrap();
+        assert_close(&values(&y), &expected, 1e-12, &format!("{name} forward"));
+        assert_close(&values(&m), &values(&mean), 1e-12, &format!("{name} mean"));
+        assert_close(
+            &values(&v),
+            &values(&var),
+            1e-12,
+            &format!("{name} variance"),
+        );
+        assert_gradients(
+            &format!("batch_norm_relu_train[{name}]"),
+            |a| Ok(f(&a[0], Some(&a[1]), Some(&a[2]), 1e-5)?.0),
+            &[x.clone(), w.clone(), b.clone()],
+            EPS,
+            TOL,
+        );
+    }
+}
+
+#[test]
+fn batch_norm_layer_forward_relu_matches_forward_then_relu() {
+    for train in [true, false] {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F64, &Device::Cpu);
+        let bn = batch_norm2d(3, BatchNormConfig::default(), vb).unwrap();
+        let x = random_f64(&[2, 3, 2, 2], 83).unwrap();
+        let fused = bn.forward_relu(&x, train).unwrap();
+        let stats_after_fused = values(bn.running_mean());
+        let map2 = VarMap::new();
+        let vb2 = VarBuilder::from_varmap(&map2, DType::F64, &Device::Cpu);
+        let bn2 = batch_norm2d(3, BatchNormConfig::default(), vb2).unwrap();
+        let plain = bn2.forward_t(&x, train).unwrap();
+        let expected: Vec<f64> = values(&plain).iter().map(|v| v.max(0.0)).collect();
+        assert_close(&values(&fused), &expected, 1e-12, &format!("train={train}"));
+        assert_close(
+            &stats_after_fused,
+            &values(bn2.running_mean()),
+            1e-12,
+            "running mean",
+        );
+    }
 }

@@ -17,6 +17,9 @@ use crosskd_projectors::{Direction, Projector, ProjectorConfig, ProjectorForm};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+// Plain candle on purpose: this example shows the two distillation crates on their own (candle's
+// relu is correct, only slower than crosskd-ops').
+#[allow(clippy::disallowed_methods)]
 fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let (n, d_in, d_hidden, d_teacher) = (256usize, 16usize, 32usize, 24usize);

@@ -419,6 +419,7 @@ pub struct TaskTrainCli {
 
 /// Entry point of the per-task binaries.
 pub fn task_main(task: Task) -> Result<()> {
+    crate::memory::keep_freed_memory();
     let cli = TaskTrainCli::parse();
     train_command(&cli.args, Some(task))?;
     Ok(())

@@ -7,13 +7,14 @@
 //! config and seed on one machine and thread count, also across `--resume`.
 //!
 //! Allowed dependencies: every crosskd library crate below it, plus candle, serde, toml, clap,
-//! indicatif, plotters, ctrlc, tracing, anyhow.
+//! indicatif, plotters, ctrlc, tracing, anyhow, libc (allocator settings on glibc).
 
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod error;
 mod fashion;
+pub mod memory;
 pub mod metrics_log;
 pub mod optim;
 pub mod plots;

@@ -7,6 +7,7 @@ use crosskd_train::cli::{
 };
 
 fn main() -> anyhow::Result<()> {
+    crosskd_train::memory::keep_freed_memory();
     let cli = CrosskdCli::parse();
     match &cli.command {
         Command::Train(args) => {

@@ -33,10 +33,15 @@ trait StepOps {
         -> Result<Tensor>;
     fn conv_transpose_2x2(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor>;
     fn batch_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor>;
+    /// `relu(batch_norm(x))`, which an implementation may fuse.
+    fn batch_norm_relu(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.relu(&self.batch_norm(x, w, b)?)
+    }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor>;
     fn max_pool_2x2(&self, x: &Tensor) -> Result<Tensor>;
     fn avg_pool_2x2(&self, x: &Tensor) -> Result<Tensor>;
     fn upsample_2x(&self, x: &Tensor) -> Result<Tensor>;
+    fn relu(&self, x: &Tensor) -> Result<Tensor>;
 }
 
 type Result<T> = anyhow::Result<T>;
@@ -97,6 +102,9 @@ impl StepOps for CandleOps {
         let (_, _, h, w) = x.dims4()?;
         Ok(x.upsample_nearest2d(2 * h, 2 * w)?)
     }
+    fn relu(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.relu()?)
+    }
 }
 
 impl StepOps for CrosskdOps {
@@ -126,6 +134,10 @@ impl StepOps for CrosskdOps {
         let (y, _, _) = crosskd_ops::norm::batch_norm_train(x, Some(w), Some(b), NORM_EPS)?;
         Ok(y)
     }
+    fn batch_norm_relu(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let (y, _, _) = crosskd_ops::norm::batch_norm_relu_train(x, Some(w), Some(b), NORM_EPS)?;
+        Ok(y)
+    }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok(crosskd_ops::norm::group_norm(
             x,
@@ -150,6 +162,9 @@ impl StepOps for CrosskdOps {
     fn upsample_2x(&self, x: &Tensor) -> Result<Tensor> {
         Ok(crosskd_ops::resize::upsample_nearest2d(x, 2, 2)?)
     }
+    fn relu(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(crosskd_ops::activation::relu(x)?)
+    }
 }
 
 /// One recorded op call: its kind and the shapes it ran on, so it can be replayed alone.
@@ -165,7 +180,7 @@ enum OpCall {
         x: Vec<usize>,
         w: Vec<usize>,
     },
-    BatchNorm {
+    BatchNormRelu {
         x: Vec<usize>,
     },
     GroupNorm {
@@ -181,6 +196,9 @@ enum OpCall {
     Upsample {
         x: Vec<usize>,
     },
+    Relu {
+        x: Vec<usize>,
+    },
 }
 
 impl OpCall {
@@ -189,11 +207,12 @@ impl OpCall {
             OpCall::Conv { w, .. } if w[2] == 1 => "conv2d 1×1",
             OpCall::Conv { .. } => "conv2d 3×3",
             OpCall::ConvTranspose { .. } => "conv_transpose2d",
-            OpCall::BatchNorm { .. } => "batch_norm",
+            OpCall::BatchNormRelu { .. } => "batch_norm + relu",
             OpCall::GroupNorm { .. } => "group_norm",
             OpCall::MaxPool { .. } => "max_pool2d",
             OpCall::AvgPool { .. } => "avg_pool2d",
             OpCall::Upsample { .. } => "upsample_nearest2d",
+            OpCall::Relu { .. } => "relu",
         }
     }
 }
@@ -303,12 +322,12 @@ impl Reference {
     fn block(&self, ops: &Recorder, i: usize, x: &Tensor) -> Result<Tensor> {
         let b = &self.blocks[i];
         let y = ops.conv(x, &b.conv_w, &b.conv_b, b.stride, 1)?;
-        let y = if b.group_norm {
-            ops.group_norm(&y, 8, &b.norm_w, &b.norm_b)?
+        if b.group_norm {
+            let y = ops.group_norm(&y, 8, &b.norm_w, &b.norm_b)?;
+            ops.relu(&y)
         } else {
-            ops.batch_norm(&y, &b.norm_w, &b.norm_b)?
-        };
-        Ok(y.relu()?)
+            ops.batch_norm_relu(&y, &b.norm_w, &b.norm_b)
+        }
     }
 
     /// The network and loss: L1(out, y) + L1(avg_pool(out), avg_pool(y)).
@@ -366,11 +385,11 @@ impl Recorder<'_> {
         });
         self.ops.conv_transpose_2x2(x, w, b)
     }
-    fn batch_norm(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.note(|| OpCall::BatchNorm {
+    fn batch_norm_relu(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+        self.note(|| OpCall::BatchNormRelu {
             x: x.dims().to_vec(),
         });
-        self.ops.batch_norm(x, w, b)
+        self.ops.batch_norm_relu(x, w, b)
     }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.note(|| OpCall::GroupNorm {
@@ -396,6 +415,12 @@ impl Recorder<'_> {
             x: x.dims().to_vec(),
         });
         self.ops.upsample_2x(x)
+    }
+    fn relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.note(|| OpCall::Relu {
+            x: x.dims().to_vec(),
+        });
+        self.ops.relu(x)
     }
 }
 
@@ -490,12 +515,13 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
                 };
                 (var(rng, x)?, vec![var(rng, w)?, var(rng, &[out_c])?])
             }
-            OpCall::BatchNorm { x } | OpCall::GroupNorm { x, .. } => {
+            OpCall::BatchNormRelu { x } | OpCall::GroupNorm { x, .. } => {
                 (var(rng, x)?, vec![ones(x[1])?, zeros(x[1])?])
             }
-            OpCall::MaxPool { x } | OpCall::AvgPool { x } | OpCall::Upsample { x } => {
-                (var(rng, x)?, Vec::new())
-            }
+            OpCall::MaxPool { x }
+            | OpCall::AvgPool { x }
+            | OpCall::Upsample { x }
+            | OpCall::Relu { x } => (var(rng, x)?, Vec::new()),
         };
         let start = Instant::now();
         let y = match call {
@@ -503,13 +529,14 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
                 ops.conv(&x, &extra[0], &extra[1], *stride, *pad)?
             }
             OpCall::ConvTranspose { .. } => ops.conv_transpose_2x2(&x, &extra[0], &extra[1])?,
-            OpCall::BatchNorm { .. } => ops.batch_norm(&x, &extra[0], &extra[1])?,
+            OpCall::BatchNormRelu { .. } => ops.batch_norm_relu(&x, &extra[0], &extra[1])?,
             OpCall::GroupNorm { groups, .. } => {
                 ops.group_norm(&x, *groups, &extra[0], &extra[1])?
             }
             OpCall::MaxPool { .. } => ops.max_pool_2x2(&x)?,
             OpCall::AvgPool { .. } => ops.avg_pool_2x2(&x)?,
             OpCall::Upsample { .. } => ops.upsample_2x(&x)?,
+            OpCall::Relu { .. } => ops.relu(&x)?,
         };
         device().synchronize()?;
         let forward_done = Instant::now();

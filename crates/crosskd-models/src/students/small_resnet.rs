@@ -12,7 +12,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::layers::{conv2d, conv_cfg, conv_out, norm, Conv2d, Norm, NormKind};
+use crate::layers::{conv2d, conv_cfg, conv_out, norm, relu, Conv2d, Norm, NormKind};
 use crate::network::{TapRecorder, TapShapes, TappedNetwork};
 
 fn default_in_channels() -> usize {
@@ -138,13 +138,13 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.norm1.forward(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = self.norm1.forward_relu(&self.conv1.forward(x)?, train)?;
         let h = self.norm2.forward(&self.conv2.forward(&h)?, train)?;
         let identity = match &self.shortcut {
             Some((conv, norm)) => norm.forward(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        Ok((h + identity)?.relu()?)
+        relu(&(h + identity)?)
     }
 }
 
@@ -217,8 +217,7 @@ impl TappedNetwork for SmallResnet {
         let mut rec = TapRecorder::new(self, x, taps)?;
         let mut h = self
             .stem_norm
-            .forward(&self.stem_conv.forward(x)?, train)?
-            .relu()?;
+            .forward_relu(&self.stem_conv.forward(x)?, train)?;
         rec.offer("stem", &h);
         for (s, blocks) in self.stages.iter().enumerate() {
             for block in blocks {

@@ -140,11 +140,8 @@ impl DoubleConv {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.norm1.forward(&self.conv1.forward(x)?, train)?.relu()?;
-        Ok(self
-            .norm2
-            .forward(&self.conv2.forward(&x)?, train)?
-            .relu()?)
+        let x = self.norm1.forward_relu(&self.conv1.forward(x)?, train)?;
+        self.norm2.forward_relu(&self.conv2.forward(&x)?, train)
     }
 }
 
@@ -270,8 +267,7 @@ impl TappedNetwork for Unet {
             let up = self.resize(&h, sh, sw)?;
             let up = dec
                 .up_norm
-                .forward(&dec.up_conv.forward(&up)?, train)?
-                .relu()?;
+                .forward_relu(&dec.up_conv.forward(&up)?, train)?;
             let joined = if self.cfg.skip_connections {
                 Tensor::cat(&[skip, &up], 1)?
             } else {

@@ -14,7 +14,7 @@ use candle_nn::{Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::layers::{batch_norm, conv2d, conv_cfg, conv_out, Conv2d, Norm};
+use crate::layers::{batch_norm, conv2d, conv_cfg, conv_out, relu, Conv2d, Norm};
 use crate::network::{TapRecorder, TapShapes, TappedNetwork};
 
 fn default_classes() -> usize {
@@ -90,16 +90,18 @@ impl Block {
         let mut h = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            h = bn.forward(&conv.forward(&h)?, train)?;
-            if i != last {
-                h = h.relu()?;
-            }
+            let z = conv.forward(&h)?;
+            h = if i != last {
+                bn.forward_relu(&z, train)?
+            } else {
+                bn.forward(&z, train)?
+            };
         }
         let identity = match &self.downsample {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        Ok((h + identity)?.relu()?)
+        relu(&(h + identity)?)
     }
 }
 
@@ -171,7 +173,7 @@ impl TappedNetwork for ResNet {
         taps: &[&str],
     ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
-        let h = self.bn1.forward(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
         let mut h = crosskd_ops::pool::max_pool2d(&h, (3, 3), (2, 2), (1, 1))?;
         rec.offer("stem", &h);
         for (l, blocks) in self.layers.iter().enumerate() {

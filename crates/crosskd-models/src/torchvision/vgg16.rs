@@ -14,7 +14,7 @@ use candle_nn::{Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
-use crate::layers::{adaptive_avg_pool2d, conv2d, conv_cfg, Conv2d};
+use crate::layers::{adaptive_avg_pool2d, conv2d, conv_cfg, relu, Conv2d};
 use crate::network::{TapRecorder, TapShapes, TappedNetwork};
 
 fn default_classes() -> usize {
@@ -117,7 +117,7 @@ impl TappedNetwork for Vgg16 {
         let mut h = x.clone();
         for (b, convs) in self.blocks.iter().enumerate() {
             for conv in convs {
-                h = conv.forward(&h)?.relu()?;
+                h = relu(&conv.forward(&h)?)?;
             }
             h = crosskd_ops::pool::max_pool2d(&h, (2, 2), (2, 2), (0, 0))?;
             rec.offer(&format!("block{}", b + 1), &h);
@@ -125,7 +125,8 @@ impl TappedNetwork for Vgg16 {
         let out = match &self.classifier {
             Some([fc0, fc3, fc6]) => {
                 let flat = adaptive_avg_pool2d(&h, 7, 7)?.flatten_from(1)?;
-                let logits = fc6.forward(&fc3.forward(&fc0.forward(&flat)?.relu()?)?.relu()?)?;
+                let hidden = relu(&fc0.forward(&flat)?)?;
+                let logits = fc6.forward(&relu(&fc3.forward(&hidden)?)?)?;
                 rec.offer("logits", &logits);
                 logits
             }

@@ -23,7 +23,9 @@ use rayon::prelude::*;
 use super::geometry::Geometry;
 
 /// The float types the kernels run on.
-pub(crate) trait Float: Copy + Send + Sync + 'static + std::ops::AddAssign {
+pub(crate) trait Float:
+    Copy + Send + Sync + 'static + std::ops::AddAssign + std::ops::Add<Output = Self>
+{
     const ZERO: Self;
     const ONE: Self;
 }
@@ -128,20 +130,38 @@ fn gemm<T: Float>(
     }
 }
 
-/// `dst (cols × rows) = srcᵀ` for a row-major `src (rows × cols)`, in tiles that stay in cache.
+/// `dst (cols × rows) = srcᵀ` for a row-major `src (rows × cols)`.
+///
+/// In 8×8 blocks held in a fixed-size array, so the compiler keeps them in registers without
+/// bounds checks; for each block column, every block row in turn, so each output line is
+/// written whole while it is in cache.
 fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
-    const TILE: usize = 32;
+    const B: usize = 8;
     let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
-    for r0 in (0..rows).step_by(TILE) {
-        let r1 = (r0 + TILE).min(rows);
-        for c0 in (0..cols).step_by(TILE) {
-            let c1 = (c0 + TILE).min(cols);
-            for c in c0..c1 {
-                let out = &mut dst[c * rows + r0..c * rows + r1];
-                for (o, r) in out.iter_mut().zip(r0..r1) {
-                    *o = src[r * cols + c];
+    let (rows_in_blocks, cols_in_blocks) = (rows / B * B, cols / B * B);
+    for c0 in (0..cols_in_blocks).step_by(B) {
+        for r0 in (0..rows_in_blocks).step_by(B) {
+            let mut block = [[T::ZERO; B]; B];
+            for (i, line) in block.iter_mut().enumerate() {
+                line.copy_from_slice(&src[(r0 + i) * cols + c0..(r0 + i) * cols + c0 + B]);
+            }
+            for j in 0..B {
+                let out = &mut dst[(c0 + j) * rows + r0..(c0 + j) * rows + r0 + B];
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = block[i][j];
                 }
             }
+        }
+    }
+    // The ragged edges: last rows (all columns) and last columns (block rows).
+    for r in 0..rows {
+        let first_col = if r < rows_in_blocks {
+            cols_in_blocks
+        } else {
+            0
+        };
+        for c in first_col..cols {
+            dst[c * rows + r] = src[r * cols + c];
         }
     }
 }
@@ -198,44 +218,56 @@ fn contiguous_run(g: &Geometry, ow: usize) -> Option<usize> {
     (first >= 0 && first as usize + g.kw <= g.w).then_some(first as usize)
 }
 
-/// Patches of group `grp` of one channels-last image `xt: (h·w × c_in)` as the rows of
-/// `cols: (ho·wo × kh·kw·cg)`, column order `(ki, kj, c)`, zero outside the image.
-fn im2row<T: Float>(g: &Geometry, xt: &[T], grp: usize, cols: &mut [T]) {
+/// Patches of group `grp` of one channels-last image `xt: (h·w × c_in)` for the output pixels
+/// `pixels` as the rows of `cols: (pixels.len() × kh·kw·cg)`, column order `(ki, kj, c)`, zero
+/// outside the image.
+fn im2row<T: Float>(
+    g: &Geometry,
+    xt: &[T],
+    grp: usize,
+    pixels: std::ops::Range<usize>,
+    cols: &mut [T],
+) {
     let (cg, kg, c_in) = (g.cg(), g.k_len(), g.c_in);
     let run = g.kw * cg;
-    for oh in 0..g.ho {
-        for ow in 0..g.wo {
-            let row = &mut cols[(oh * g.wo + ow) * kg..(oh * g.wo + ow + 1) * kg];
-            let first = contiguous_run(g, ow);
-            for ki in 0..g.kh {
-                let seg = &mut row[ki * run..(ki + 1) * run];
-                let Some(ih) = input_row(g, oh, ki) else {
-                    seg.fill(T::ZERO);
-                    continue;
-                };
-                let line = &xt[ih * g.w * c_in..(ih + 1) * g.w * c_in];
-                if let Some(iw) = first {
-                    seg.copy_from_slice(&line[iw * c_in..(iw + g.kw) * c_in]);
-                    continue;
-                }
-                for kj in 0..g.kw {
-                    let dst = &mut seg[kj * cg..(kj + 1) * cg];
-                    match input_col(g, ow, kj) {
-                        Some(iw) => {
-                            let start = iw * c_in + grp * cg;
-                            dst.copy_from_slice(&line[start..start + cg]);
-                        }
-                        None => dst.fill(T::ZERO),
+    for (r, pixel) in pixels.enumerate() {
+        let (oh, ow) = (pixel / g.wo, pixel % g.wo);
+        let row = &mut cols[r * kg..(r + 1) * kg];
+        let first = contiguous_run(g, ow);
+        for ki in 0..g.kh {
+            let seg = &mut row[ki * run..(ki + 1) * run];
+            let Some(ih) = input_row(g, oh, ki) else {
+                seg.fill(T::ZERO);
+                continue;
+            };
+            let line = &xt[ih * g.w * c_in..(ih + 1) * g.w * c_in];
+            if let Some(iw) = first {
+                seg.copy_from_slice(&line[iw * c_in..(iw + g.kw) * c_in]);
+                continue;
+            }
+            for kj in 0..g.kw {
+                let dst = &mut seg[kj * cg..(kj + 1) * cg];
+                match input_col(g, ow, kj) {
+                    Some(iw) => {
+                        let start = iw * c_in + grp * cg;
+                        dst.copy_from_slice(&line[start..start + cg]);
                     }
+                    None => dst.fill(T::ZERO),
                 }
             }
         }
     }
 }
 
-/// The adjoint of [`im2row`]: adds every entry of `cols` onto the channels-last input pixel of
-/// group `grp` it was read from.
-fn row2im<T: Float>(g: &Geometry, cols: &[T], grp: usize, dxt: &mut [T]) {
+/// The adjoint of [`im2row`]: adds every entry of `cols` (rows for the output pixels `pixels`)
+/// onto the channels-last input pixel of group `grp` it was read from.
+fn row2im<T: Float>(
+    g: &Geometry,
+    cols: &[T],
+    grp: usize,
+    pixels: std::ops::Range<usize>,
+    dxt: &mut [T],
+) {
     let (cg, kg, c_in) = (g.cg(), g.k_len(), g.c_in);
     let run = g.kw * cg;
     let add = |dst: &mut [T], src: &[T]| {
@@ -243,25 +275,24 @@ fn row2im<T: Float>(g: &Geometry, cols: &[T], grp: usize, dxt: &mut [T]) {
             *d += *s;
         }
     };
-    for oh in 0..g.ho {
-        for ow in 0..g.wo {
-            let row = &cols[(oh * g.wo + ow) * kg..(oh * g.wo + ow + 1) * kg];
-            let first = contiguous_run(g, ow);
-            for ki in 0..g.kh {
-                let Some(ih) = input_row(g, oh, ki) else {
-                    continue;
-                };
-                let seg = &row[ki * run..(ki + 1) * run];
-                let line = &mut dxt[ih * g.w * c_in..(ih + 1) * g.w * c_in];
-                if let Some(iw) = first {
-                    add(&mut line[iw * c_in..(iw + g.kw) * c_in], seg);
-                    continue;
-                }
-                for kj in 0..g.kw {
-                    if let Some(iw) = input_col(g, ow, kj) {
-                        let start = iw * c_in + grp * cg;
-                        add(&mut line[start..start + cg], &seg[kj * cg..(kj + 1) * cg]);
-                    }
+    for (r, pixel) in pixels.enumerate() {
+        let (oh, ow) = (pixel / g.wo, pixel % g.wo);
+        let row = &cols[r * kg..(r + 1) * kg];
+        let first = contiguous_run(g, ow);
+        for ki in 0..g.kh {
+            let Some(ih) = input_row(g, oh, ki) else {
+                continue;
+            };
+            let seg = &row[ki * run..(ki + 1) * run];
+            let line = &mut dxt[ih * g.w * c_in..(ih + 1) * g.w * c_in];
+            if let Some(iw) = first {
+                add(&mut line[iw * c_in..(iw + g.kw) * c_in], seg);
+                continue;
+            }
+            for kj in 0..g.kw {
+                if let Some(iw) = input_col(g, ow, kj) {
+                    let start = iw * c_in + grp * cg;
+                    add(&mut line[start..start + cg], &seg[kj * cg..(kj + 1) * cg]);
                 }
             }
         }
@@ -272,38 +303,101 @@ fn threads() -> usize {
     candle_core::utils::get_num_threads().max(1)
 }
 
-/// Per-thread work buffers of the patch kernels.
-struct Scratch<T> {
+/// Output pixels per band: the patches of one band (`band × K` values) are written by
+/// [`im2row`] and read by the gemm while they are still in the core's L2 cache, instead of
+/// making two trips through memory for the whole image.
+fn band_len<T>(g: &Geometry) -> usize {
+    // Unit tests use tiny bands so their small images still span several.
+    let (band_bytes, min_band) = if cfg!(test) { (512, 5) } else { (1 << 20, 256) };
+    let per_pixel = g.k_len() * std::mem::size_of::<T>();
+    (band_bytes / per_pixel.max(1))
+        .max(min_band)
+        .min(g.p_len().max(1))
+}
+
+/// The bands of output pixels of `g`.
+fn bands<T>(g: &Geometry) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let (p, band) = (g.p_len(), band_len::<T>(g));
+    (0..p)
+        .step_by(band)
+        .map(move |start| start..(start + band).min(p))
+}
+
+/// Per-thread work buffers of the patch kernels, kept between calls: allocating and zeroing
+/// them per call cost more than the transposes they serve.
+pub(crate) struct Scratch<T> {
     /// One image channels-last, `(h·w × c_in)`.
     image: Vec<T>,
-    /// One group's patches, `(P × K)`.
+    /// One band's patches, `(band × K)`.
     cols: Vec<T>,
-    /// One group's pixel-major output, `(P × og)`.
+    /// One band's pixel-major output, `(band × og)`.
     out: Vec<T>,
 }
 
 impl<T: Float> Scratch<T> {
-    fn new(g: &Geometry) -> Self {
-        if g.is_pointwise() {
-            return Self {
-                image: Vec::new(),
-                cols: Vec::new(),
-                out: Vec::new(),
-            };
-        }
-        Self {
-            image: vec![T::ZERO; g.hw() * g.c_in],
-            cols: vec![T::ZERO; g.p_len() * g.k_len()],
-            out: vec![T::ZERO; g.p_len() * g.og()],
-        }
+    const EMPTY: Self = Self {
+        image: Vec::new(),
+        cols: Vec::new(),
+        out: Vec::new(),
+    };
+
+    /// Grows the buffers to the sizes `g` needs (their contents are not cleared).
+    fn fit(&mut self, g: &Geometry) {
+        let band = band_len::<T>(g);
+        let grow = |v: &mut Vec<T>, len: usize| {
+            if v.len() < len {
+                v.resize(len, T::ZERO);
+            }
+        };
+        grow(&mut self.image, g.hw() * g.c_in);
+        grow(&mut self.cols, band * g.k_len());
+        grow(&mut self.out, band * g.og());
     }
 }
 
+/// Access to this thread's [`Scratch`] for one float type.
+pub(crate) trait WithScratch: Float {
+    fn with_scratch<R>(g: &Geometry, f: impl FnOnce(&mut Scratch<Self>) -> R) -> R;
+}
+
+macro_rules! thread_scratch {
+    ($t:ty, $name:ident) => {
+        thread_local! {
+            static $name: std::cell::RefCell<Scratch<$t>> =
+                const { std::cell::RefCell::new(Scratch::<$t>::EMPTY) };
+        }
+        impl WithScratch for $t {
+            fn with_scratch<R>(g: &Geometry, f: impl FnOnce(&mut Scratch<Self>) -> R) -> R {
+                $name.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut scratch) => {
+                        scratch.fit(g);
+                        f(&mut scratch)
+                    }
+                    // Re-entered on this thread (a nested parallel gemm ran another
+                    // convolution's work here): use a private buffer.
+                    Err(_) => {
+                        let mut scratch = Scratch::EMPTY;
+                        scratch.fit(g);
+                        f(&mut scratch)
+                    }
+                })
+            }
+        }
+    };
+}
+
+thread_scratch!(f32, SCRATCH_F32);
+thread_scratch!(f64, SCRATCH_F64);
+
 /// Runs `per_image(image index, its chunk of out, scratch, gemm threads)` for every image, each
 /// writing its own `out_per_image`-long chunk of `out`; one contiguous share of the images per
-/// thread (one scratch each) when the batch has at least as many images as threads.
-fn for_each_image<T: Float, F>(g: &Geometry, out: &mut [T], out_per_image: usize, per_image: F)
-where
+/// thread when the batch has at least as many images as threads.
+fn for_each_image<T: WithScratch, F>(
+    g: &Geometry,
+    out: &mut [T],
+    out_per_image: usize,
+    per_image: F,
+) where
     F: Fn(usize, &mut [T], &mut Scratch<T>, usize) + Sync,
 {
     let threads = threads();
@@ -313,21 +407,29 @@ where
         out.par_chunks_mut(per_image_len * share)
             .enumerate()
             .for_each(|(t, chunk)| {
-                let mut scratch = Scratch::new(g);
-                for (j, image) in chunk.chunks_mut(per_image_len).enumerate() {
-                    per_image(t * share + j, image, &mut scratch, 1);
-                }
+                T::with_scratch(g, |scratch| {
+                    for (j, image) in chunk.chunks_mut(per_image_len).enumerate() {
+                        per_image(t * share + j, image, scratch, 1);
+                    }
+                })
             });
     } else {
-        let mut scratch = Scratch::new(g);
-        for (i, image) in out.chunks_mut(per_image_len).enumerate().take(g.n) {
-            per_image(i, image, &mut scratch, threads);
-        }
+        T::with_scratch(g, |scratch| {
+            for (i, image) in out.chunks_mut(per_image_len).enumerate().take(g.n) {
+                per_image(i, image, scratch, threads);
+            }
+        })
     }
 }
 
-/// `y = conv(x, w)`; `x`, `w` contiguous in the layouts of `g`. Returns `y: (n, c_out, ho, wo)`.
-pub(crate) fn conv_forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
+/// `y = conv(x, w) [+ bias]`; `x`, `w` contiguous in the layouts of `g`, `bias: (c_out)`.
+/// Returns `y: (n, c_out, ho, wo)`. The bias is added while the output is written anyway.
+pub(crate) fn conv_forward<T: WithScratch>(
+    g: &Geometry,
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
     let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
     let mut y = vec![T::ZERO; g.n * g.c_out * p];
     let wr = taps_first(g, w);
@@ -338,47 +440,67 @@ pub(crate) fn conv_forward<T: Float>(g: &Geometry, x: &[T], w: &[T]) -> Vec<T> {
         }
         for grp in 0..g.groups {
             let y_g = &mut y_img[grp * og * p..(grp + 1) * og * p];
-            let w_g = &w[grp * og * k..(grp + 1) * og * k];
+            let bias_g = bias.map(|b| &b[grp * og..(grp + 1) * og]);
             if g.is_pointwise() {
+                let w_g = &w[grp * og * k..(grp + 1) * og * k];
                 let x_g = &x_img[grp * cg * hw..(grp + 1) * cg * hw];
-                gemm(
-                    og,
-                    p,
-                    k,
-                    y_g,
-                    false,
-                    Mat::rows(w_g, og, k),
-                    Mat::rows(x_g, k, p),
-                    threads,
-                );
+                if let Some(b) = bias_g {
+                    for (row, &b) in y_g.chunks_mut(p.max(1)).zip(b) {
+                        row.fill(b);
+                    }
+                }
+                let (lhs, rhs) = (Mat::rows(w_g, og, k), Mat::rows(x_g, k, p));
+                gemm(og, p, k, y_g, bias.is_some(), lhs, rhs, threads);
                 continue;
             }
-            im2row(g, &s.image, grp, &mut s.cols);
             let wr_g = &wr[grp * og * k..(grp + 1) * og * k];
-            gemm(
-                p,
-                og,
-                k,
-                &mut s.out,
-                false,
-                Mat::rows(&s.cols, p, k),
-                Mat::transposed(wr_g, k, og),
-                threads,
-            );
-            transpose(&s.out, p, og, y_g);
+            for pixels in bands::<T>(g) {
+                let m = pixels.len();
+                im2row(g, &s.image, grp, pixels.clone(), &mut s.cols);
+                gemm(
+                    m,
+                    og,
+                    k,
+                    &mut s.out[..m * og],
+                    false,
+                    Mat::rows(&s.cols, m, k),
+                    Mat::transposed(wr_g, k, og),
+                    threads,
+                );
+                scatter_band(&s.out[..m * og], og, pixels, p, bias_g, y_g);
+            }
         }
     });
     y
 }
 
+/// Writes a pixel-major band `out: (band × og)` plus the bias into the channel-major
+/// `y: (og × p)` at the band's pixels.
+fn scatter_band<T: Float>(
+    out: &[T],
+    og: usize,
+    pixels: std::ops::Range<usize>,
+    p: usize,
+    bias: Option<&[T]>,
+    y: &mut [T],
+) {
+    for o in 0..og {
+        let dst = &mut y[o * p + pixels.start..o * p + pixels.end];
+        let b = bias.map_or(T::ZERO, |b| b[o]);
+        for (d, r) in dst.iter_mut().zip(0..) {
+            *d = out[r * og + o] + b;
+        }
+    }
+}
+
 /// `dx = ∂⟨conv(x, w), dy⟩/∂x` (also the forward pass of the transposed convolution).
-pub(crate) fn conv_input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
+pub(crate) fn conv_input_grad<T: WithScratch>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
     let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
     let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
     let wr = taps_first(g, w);
     for_each_image(g, &mut dx, g.c_in * hw, |i, dx_img, s, threads| {
         if !g.is_pointwise() {
-            s.image.fill(T::ZERO);
+            s.image[..hw * g.c_in].fill(T::ZERO);
         }
         for grp in 0..g.groups {
             let dy_g = &dy[(i * g.c_out + grp * og) * p..(i * g.c_out + (grp + 1) * og) * p];
@@ -398,17 +520,22 @@ pub(crate) fn conv_input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<
                 continue;
             }
             let wr_g = &wr[grp * og * k..(grp + 1) * og * k];
-            gemm(
-                p,
-                k,
-                og,
-                &mut s.cols,
-                false,
-                Mat::transposed(dy_g, p, og),
-                Mat::rows(wr_g, og, k),
-                threads,
-            );
-            row2im(g, &s.cols, grp, &mut s.image);
+            for pixels in bands::<T>(g) {
+                let m = pixels.len();
+                // dY_g restricted to the band's pixels, read transposed: (m × og), strides (1, p).
+                let dy_band = &dy_g[pixels.start..];
+                gemm(
+                    m,
+                    k,
+                    og,
+                    &mut s.cols[..m * k],
+                    false,
+                    Mat::view(dy_band, m, og, 1, p),
+                    Mat::rows(wr_g, og, k),
+                    threads,
+                );
+                row2im(g, &s.cols, grp, pixels, &mut s.image);
+            }
         }
         if !g.is_pointwise() {
             transpose(&s.image, hw, g.c_in, dx_img);
@@ -418,7 +545,7 @@ pub(crate) fn conv_input_grad<T: Float>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<
 }
 
 /// `dw = ∂⟨conv(x, w), dy⟩/∂w`, summed over the batch.
-pub(crate) fn conv_weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Vec<T> {
+pub(crate) fn conv_weight_grad<T: WithScratch>(g: &Geometry, x: &[T], dy: &[T]) -> Vec<T> {
     let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
     let w_len = g.c_out * k;
     // Accumulates the images `range` into `dw` (in the `taps_first` order unless pointwise).
@@ -430,22 +557,20 @@ pub(crate) fn conv_weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Vec
             }
             for grp in 0..g.groups {
                 let dy_g = &dy[(i * g.c_out + grp * og) * p..(i * g.c_out + (grp + 1) * og) * p];
-                let rhs = if g.is_pointwise() {
-                    Mat::transposed(&x_img[grp * cg * hw..(grp + 1) * cg * hw], p, k)
-                } else {
-                    im2row(g, &s.image, grp, &mut s.cols);
-                    Mat::rows(&s.cols, p, k)
-                };
-                gemm(
-                    og,
-                    k,
-                    p,
-                    &mut dw[grp * og * k..(grp + 1) * og * k],
-                    true,
-                    Mat::rows(dy_g, og, p),
-                    rhs,
-                    threads,
-                );
+                let dw_g = &mut dw[grp * og * k..(grp + 1) * og * k];
+                if g.is_pointwise() {
+                    let x_g = &x_img[grp * cg * hw..(grp + 1) * cg * hw];
+                    let (lhs, rhs) = (Mat::rows(dy_g, og, p), Mat::transposed(x_g, p, k));
+                    gemm(og, k, p, dw_g, true, lhs, rhs, threads);
+                    continue;
+                }
+                for pixels in bands::<T>(g) {
+                    let m = pixels.len();
+                    im2row(g, &s.image, grp, pixels.clone(), &mut s.cols);
+                    // dY_g's columns for the band's pixels: (og × m), strides (p, 1).
+                    let lhs = Mat::view(&dy_g[pixels.start..], og, m, p, 1);
+                    gemm(og, k, m, dw_g, true, lhs, Mat::rows(&s.cols, m, k), threads);
+                }
             }
         }
     };
@@ -456,9 +581,8 @@ pub(crate) fn conv_weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Vec
             .into_par_iter()
             .map(|t| {
                 let mut dw = vec![T::ZERO; w_len];
-                let mut scratch = Scratch::new(g);
                 let range = (t * share).min(g.n)..((t + 1) * share).min(g.n);
-                accumulate(range, &mut dw, &mut scratch, 1);
+                T::with_scratch(g, |s| accumulate(range, &mut dw, s, 1));
                 dw
             })
             .collect();
@@ -472,8 +596,7 @@ pub(crate) fn conv_weight_grad<T: Float>(g: &Geometry, x: &[T], dy: &[T]) -> Vec
         dw
     } else {
         let mut dw = vec![T::ZERO; w_len];
-        let mut scratch = Scratch::new(g);
-        accumulate(0..g.n, &mut dw, &mut scratch, threads);
+        T::with_scratch(g, |s| accumulate(0..g.n, &mut dw, s, threads));
         dw
     };
     if g.is_pointwise() {
@@ -539,15 +662,67 @@ mod tests {
             let c = data(g.p_len() * g.k_len(), 4);
             for grp in 0..groups {
                 let mut cols = vec![0.0; c.len()];
-                im2row(&g, &xt, grp, &mut cols);
+                im2row(&g, &xt, grp, 0..g.p_len(), &mut cols);
                 let mut back = vec![0.0; xt.len()];
-                row2im(&g, &c, grp, &mut back);
+                row2im(&g, &c, grp, 0..g.p_len(), &mut back);
                 let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
                 let rhs: f64 = xt.iter().zip(&back).map(|(a, b)| a * b).sum();
                 assert!(
                     (lhs - rhs).abs() < 1e-9,
                     "case {xs:?} {ws:?} group {grp}: {lhs} vs {rhs}"
                 );
+            }
+        }
+    }
+
+    /// `⟨conv(x, w), dy⟩ = ⟨x, input_grad(dy, w)⟩ = ⟨w, weight_grad(x, dy)⟩`, with images split
+    /// into several bands (unit tests use tiny bands) and both threading paths.
+    #[test]
+    fn gradients_are_adjoint_to_the_forward_pass() {
+        let cases = [
+            ([3, 4, 7, 6], [6, 2, 3, 3], 1, 1, 1, 2),
+            ([2, 3, 9, 8], [5, 3, 3, 2], 2, 2, 1, 1),
+            ([1, 2, 8, 8], [4, 2, 3, 3], 3, 0, 2, 1),
+            ([4, 3, 6, 7], [4, 3, 3, 3], 1, 1, 1, 1),
+            ([2, 3, 4, 5], [2, 3, 1, 1], 1, 0, 1, 1),
+        ];
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        for (xs, ws, stride, pad, dil, groups) in cases {
+            let g = Geometry::new("test", &xs, &ws, stride, pad, dil, groups).unwrap();
+            assert!(g.is_pointwise() || bands::<f64>(&g).count() > 1 || g.p_len() <= 5);
+            let x = data(xs.iter().product(), 5);
+            let w = data(ws.iter().product(), 6);
+            let dy = data(g.n * g.c_out * g.p_len(), 7);
+            let y = conv_forward(&g, &x, &w, None);
+            let dx = conv_input_grad(&g, &dy, &w);
+            let dw = conv_weight_grad(&g, &x, &dy);
+            let reference = dot(&y, &dy);
+            let tol = 1e-9 * reference.abs().max(1.0);
+            assert!(
+                (dot(&x, &dx) - reference).abs() < tol,
+                "input grad {xs:?} {ws:?}"
+            );
+            assert!(
+                (dot(&w, &dw) - reference).abs() < tol,
+                "weight grad {xs:?} {ws:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn transpose_matches_the_definition() {
+        for (rows, cols) in [(1, 1), (3, 5), (8, 8), (16, 24), (13, 29), (32, 7)] {
+            let src = data(rows * cols, 8);
+            let mut dst = vec![0.0; rows * cols];
+            transpose(&src, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * cols + c],
+                        "{rows}x{cols} at ({r}, {c})"
+                    );
+                }
             }
         }
     }
@@ -573,7 +748,7 @@ mod tests {
             let g = Geometry::new("test", &xs, &ws, stride, pad, dil, groups).unwrap();
             let x = data(xs.iter().product(), 1);
             let w = data(ws.iter().product(), 2);
-            let fast = conv_forward(&g, &x, &w);
+            let fast = conv_forward(&g, &x, &w, None);
             let slow = naive(&g, &x, &w);
             let err = fast
                 .iter()

@@ -15,7 +15,7 @@ use candle_core::{DType, Tensor};
 
 use crate::{Error, Result};
 use geometry::Geometry;
-use ops::{ConvOp, Kind};
+use ops::{ConvBiasOp, ConvOp, Kind};
 
 pub use layers::{conv2d_layer, conv_transpose2d_layer, Conv2d, ConvTranspose2d};
 
@@ -102,16 +102,23 @@ pub fn conv2d(
         cfg.dilation,
         cfg.groups,
     )?;
-    let y = if runs_on_cpu_kernels(x, weight) {
-        ConvOp {
-            kind: Kind::Forward,
-            geometry,
+    if !runs_on_cpu_kernels(x, weight) {
+        let y = x.conv2d(weight, cfg.padding, cfg.stride, cfg.dilation, cfg.groups)?;
+        return add_bias(y, bias);
+    }
+    match bias {
+        Some(b) if b.dtype() == x.dtype() && b.dims() == [geometry.c_out] => {
+            Ok(ConvBiasOp { geometry }.apply(x, weight, b)?)
         }
-        .apply(x, weight)?
-    } else {
-        x.conv2d(weight, cfg.padding, cfg.stride, cfg.dilation, cfg.groups)?
-    };
-    add_bias(y, bias)
+        _ => {
+            let y = ConvOp {
+                kind: Kind::Forward,
+                geometry,
+            }
+            .apply(x, weight)?;
+            add_bias(y, bias)
+        }
+    }
 }
 
 /// Transposed convolution (PyTorch `F.conv_transpose2d`), the input gradient of a convolution:

@@ -9,7 +9,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
-use super::cpu::{self, Float};
+use super::cpu::{self, WithScratch};
 use super::geometry::Geometry;
 
 /// The three linear maps of one convolution geometry.
@@ -50,10 +50,10 @@ impl ConvOp {
         }
     }
 
-    fn run<T: Float>(&self, a: &[T], b: &[T]) -> Vec<T> {
+    fn run<T: WithScratch>(&self, a: &[T], b: &[T]) -> Vec<T> {
         let g = &self.geometry;
         match self.kind {
-            Kind::Forward => cpu::conv_forward(g, a, b),
+            Kind::Forward => cpu::conv_forward(g, a, b, None),
             Kind::InputGrad => cpu::conv_input_grad(g, a, b),
             Kind::WeightGrad => cpu::conv_weight_grad(g, a, b),
         }
@@ -128,5 +128,89 @@ impl CustomOp2 for ConvOp {
             ),
         };
         Ok((Some(ga), Some(gb)))
+    }
+}
+
+/// A convolution with a bias, `conv(x, w) + b` (per output channel), as one op: the bias is
+/// added while the output is written, and candle's graph has one node less to allocate a
+/// gradient for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConvBiasOp {
+    pub geometry: Geometry,
+}
+
+impl ConvBiasOp {
+    /// Applies the op (operands made contiguous first).
+    pub fn apply(self, x: &Tensor, w: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+        x.contiguous()?
+            .apply_op3(&w.contiguous()?, &b.contiguous()?, self)
+    }
+}
+
+impl candle_core::CustomOp3 for ConvBiasOp {
+    fn name(&self) -> &'static str {
+        "crosskd-conv2d-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = &self.geometry;
+        if l1.dims() != g.x_dims() || l2.dims() != g.w_dims() || l3.dims() != [g.c_out] {
+            candle_core::bail!(
+                "{}: expected operands of shapes {:?}, {:?} and [{}], got {:?}, {:?} and {:?}",
+                self.name(),
+                g.x_dims(),
+                g.w_dims(),
+                g.c_out,
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let storage = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(cpu::conv_forward(
+                    g,
+                    contiguous(x, l1, "input")?,
+                    contiguous(w, l2, "weight")?,
+                    Some(contiguous(b, l3, "bias")?),
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(cpu::conv_forward(
+                    g,
+                    contiguous(x, l1, "input")?,
+                    contiguous(w, l2, "weight")?,
+                    Some(contiguous(b, l3, "bias")?),
+                ))
+            }
+            _ => candle_core::bail!("{}: f32 or f64 operands of one dtype expected", self.name()),
+        };
+        Ok((storage, Shape::from(g.y_dims().to_vec())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let with = |kind| ConvOp {
+            kind,
+            geometry: self.geometry,
+        };
+        let dx = with(Kind::InputGrad).apply(grad, w)?;
+        let dw = with(Kind::WeightGrad).apply(x, grad)?;
+        let db = crate::norm::channel_sums(grad)?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }

@@ -480,3 +480,256 @@ impl CustomOp1 for ChannelSum {
         Ok((sums, Shape::from(self.0.c)))
     }
 }
+
+/// Training-mode batch norm with its affine step in one op: `y = x̂·w_c + b_c` with
+/// `x̂ = (x − μ_c)/sqrt(σ²_c + eps)`, `x` viewed as `(A, C, B)`, statistics over `A` and `B`;
+/// followed by a ReLU when `relu`.
+///
+/// Standardising, scaling and the activation as separate ops wrote each intermediate out, read it
+/// back, and gave candle a graph node each whose gradient it allocates, zeroes and adds; fused,
+/// the forward pass is one write and the backward pass one reduction and one write (after masking
+/// the gradient where the ReLU was off), `x̂` recomputed from `x` on the fly.
+#[derive(Debug, Clone)]
+pub(super) struct BatchNormAffine {
+    pub shape: Standardize,
+    pub relu: bool,
+}
+
+/// Per-channel `(μ, 1/sqrt(σ² + eps))` from the statistics left by a forward pass.
+fn mean_and_inv_std(s: &Standardize) -> (Vec<f64>, Vec<f64>) {
+    let stats = s.stats.lock().unwrap_or_else(|e| e.into_inner());
+    let inv_std = stats.var.iter().map(|v| 1.0 / (v + s.eps).sqrt()).collect();
+    (stats.mean.clone(), inv_std)
+}
+
+impl BatchNormAffine {
+    fn forward<T: WithDType>(&self, x: &[T], w: &[T], bias: &[T]) -> Vec<T> {
+        let s = &self.shape;
+        let m = (s.a * s.b) as f64;
+        let stats: Vec<(f64, f64)> = (0..s.c)
+            .into_par_iter()
+            .map(|c| {
+                let sum: f64 = s.blocks(x, c).flatten().map(|v| v.to_f64()).sum();
+                let mean = sum / m;
+                let sq: f64 = s
+                    .blocks(x, c)
+                    .flatten()
+                    .map(|v| (v.to_f64() - mean).powi(2))
+                    .sum();
+                (mean, sq / m)
+            })
+            .collect();
+        let mut y = x.to_vec();
+        if s.b > 0 {
+            y.par_chunks_mut(s.b).enumerate().for_each(|(block, yb)| {
+                let c = block % s.c;
+                let (mean, var) = stats[c];
+                // y = x·scale + shift, folded per channel.
+                let scale = w[c].to_f64() / (var + s.eps).sqrt();
+                let shift = bias[c].to_f64() - mean * scale;
+                let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
+                if self.relu {
+                    let zero = T::zero();
+                    for v in yb {
+                        let z = *v * scale + shift;
+                        *v = if z > zero { z } else { zero };
+                    }
+                } else {
+                    for v in yb {
+                        *v = *v * scale + shift;
+                    }
+                }
+            });
+        }
+        let mut slot = s.stats.lock().unwrap_or_else(|e| e.into_inner());
+        slot.mean = stats.iter().map(|p| p.0).collect();
+        slot.var = stats.iter().map(|p| p.1).collect();
+        y
+    }
+}
+
+impl candle_core::CustomOp3 for BatchNormAffine {
+    fn name(&self) -> &'static str {
+        "crosskd-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let y = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.forward(
+                    contiguous(x, l1, name)?,
+                    contiguous(w, l2, name)?,
+                    contiguous(b, l3, name)?,
+                ))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.forward(
+                    contiguous(x, l1, name)?,
+                    contiguous(w, l2, name)?,
+                    contiguous(b, l3, name)?,
+                ))
+            }
+            (a, _, _) => bail!(
+                "{name}: expected f32/f64 tensors of one dtype, got {:?}",
+                a.dtype()
+            ),
+        };
+        Ok((y, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (mean, inv_std) = mean_and_inv_std(&self.shape);
+        let grad = if self.relu {
+            crate::activation::relu_backward(grad, res)?
+        } else {
+            grad.contiguous()?
+        };
+        let x = x.contiguous()?;
+        let sums_op = BatchNormSums {
+            shape: self.shape.clone(),
+            mean: mean.clone(),
+            inv_std: inv_std.clone(),
+        };
+        // (2, C): Σ g·x̂ (the weight gradient) and Σ g (the bias gradient).
+        let sums = grad.apply_op2_no_bwd(&x, &sums_op)?;
+        let flat: Vec<f64> = sums
+            .to_dtype(candle_core::DType::F64)?
+            .flatten_all()?
+            .to_vec1()?;
+        let weight: Vec<f64> = w.to_dtype(candle_core::DType::F64)?.to_vec1()?;
+        let m = (self.shape.a * self.shape.b) as f64;
+        let c = self.shape.c;
+        let dx_op = BatchNormInputGrad {
+            shape: self.shape.clone(),
+            mean,
+            // dx = w·inv_std·(g − Σg/m − x̂·Σ(g·x̂)/m), per channel.
+            coeffs: (0..c)
+                .map(|i| {
+                    (
+                        weight[i] * inv_std[i],
+                        flat[c + i] / m,
+                        flat[i] / m,
+                        inv_std[i],
+                    )
+                })
+                .collect(),
+        };
+        let dx = grad.apply_op2_no_bwd(&x, &dx_op)?;
+        Ok((Some(dx), Some(sums.get(0)?), Some(sums.get(1)?)))
+    }
+}
+
+/// `(Σ g·x̂, Σ g)` per channel as a `(2, C)` tensor, `x̂` recomputed from `x`.
+struct BatchNormSums {
+    shape: Standardize,
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+impl BinaryFloatKernel for BatchNormSums {
+    fn run<T: WithDType>(&self, g: &[T], x: &[T]) -> Vec<T> {
+        let s = &self.shape;
+        let sums: Vec<(f64, f64)> = (0..s.c)
+            .into_par_iter()
+            .map(|c| {
+                let (mean, inv_std) = (self.mean[c], self.inv_std[c]);
+                let (mut gx, mut gs) = (0.0, 0.0);
+                for (gb, xb) in s.blocks(g, c).zip(s.blocks(x, c)) {
+                    for (gv, xv) in gb.iter().zip(xb) {
+                        let gv = gv.to_f64();
+                        gx += gv * (xv.to_f64() - mean) * inv_std;
+                        gs += gv;
+                    }
+                }
+                (gx, gs)
+            })
+            .collect();
+        sums.iter()
+            .map(|p| T::from_f64(p.0))
+            .chain(sums.iter().map(|p| T::from_f64(p.1)))
+            .collect()
+    }
+}
+
+impl CustomOp2 for BatchNormSums {
+    fn name(&self) -> &'static str {
+        "crosskd-batch-norm-sums"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let sums = run_binary_float(self.name(), self, (s1, l1), (s2, l2))?;
+        Ok((sums, Shape::from((2, self.shape.c))))
+    }
+}
+
+/// The input gradient of [`BatchNormAffine`] from `(g, x)` and per-channel coefficients
+/// `(w·inv_std, mean(g), mean(g·x̂), inv_std)`.
+struct BatchNormInputGrad {
+    shape: Standardize,
+    mean: Vec<f64>,
+    coeffs: Vec<(f64, f64, f64, f64)>,
+}
+
+impl BinaryFloatKernel for BatchNormInputGrad {
+    fn run<T: WithDType>(&self, g: &[T], x: &[T]) -> Vec<T> {
+        let s = &self.shape;
+        let mut dx = g.to_vec();
+        if s.b == 0 {
+            return dx;
+        }
+        dx.par_chunks_mut(s.b)
+            .zip(x.par_chunks(s.b))
+            .enumerate()
+            .for_each(|(block, (d, xb))| {
+                let c = block % s.c;
+                let (scale, mean_g, mean_gx, inv_std) = self.coeffs[c];
+                // dx = scale·(g − mean_g − (x − μ)·inv_std·mean_gx) = scale·g + a·x + b.
+                let a = -scale * inv_std * mean_gx;
+                let b = -scale * mean_g + scale * inv_std * mean_gx * self.mean[c];
+                let (scale, a, b) = (T::from_f64(scale), T::from_f64(a), T::from_f64(b));
+                for (d, xv) in d.iter_mut().zip(xb) {
+                    *d = *d * scale + *xv * a + b;
+                }
+            });
+        dx
+    }
+}
+
+impl CustomOp2 for BatchNormInputGrad {
+    fn name(&self) -> &'static str {
+        "crosskd-batch-norm-dx"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dx = run_binary_float(self.name(), self, (s1, l1), (s2, l2))?;
+        Ok((dx, l1.shape().clone()))
+    }
+}

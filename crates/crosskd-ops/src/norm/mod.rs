@@ -76,6 +76,36 @@ fn standardize(
     ))
 }
 
+/// Training batch norm with weight and bias (and a ReLU when `relu`) as one CPU op; returns
+/// `(y, μ, σ²)` like [`standardize`].
+fn fused_batch_norm(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    (a, c, b): (usize, usize, usize),
+    eps: f64,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let stats = Arc::new(Mutex::new(cpu::Stats::default()));
+    let op = cpu::BatchNormAffine {
+        shape: cpu::Standardize {
+            a,
+            c,
+            b,
+            eps,
+            stats: stats.clone(),
+        },
+        relu,
+    };
+    let y = x
+        .contiguous()?
+        .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mean = Tensor::from_vec(stats.mean, c, x.device())?.to_dtype(x.dtype())?;
+    let var = Tensor::from_vec(stats.var, c, x.device())?.to_dtype(x.dtype())?;
+    Ok((y, mean, var))
+}
+
 fn check_affine(op: &'static str, name: &str, p: Option<&Tensor>, len: usize) -> Result<()> {
     if let Some(p) = p {
         if p.dims() != [len] {
@@ -138,6 +168,21 @@ pub fn add_channel_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_add(&bias.reshape(shape.as_slice())?)?)
 }
 
+/// `Σ` over every dimension but 1 of a CPU f32/f64 tensor `(N, C, ...)`: the bias gradient of a
+/// convolution. Records no backward.
+pub(crate) fn channel_sums(x: &Tensor) -> candle_core::Result<Tensor> {
+    let dims = x.dims();
+    if dims.len() < 2 {
+        candle_core::bail!("channel_sums: expected (N, C, ...), got {dims:?}");
+    }
+    let op = cpu::ChannelSum(cpu::ChannelAffine {
+        a: dims[0],
+        c: dims[1],
+        b: dims[2..].iter().product(),
+    });
+    x.contiguous()?.apply_op1_no_bwd(&op)
+}
+
 fn channels(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
     if x.rank() < 2 {
         return Err(Error::Shape {
@@ -166,7 +211,18 @@ pub fn batch_norm_train(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
-    batch_norm_train_impl(x, weight, bias, eps, true)
+    batch_norm_train_impl(x, weight, bias, eps, true, false)
+}
+
+/// [`batch_norm_train`] followed by a ReLU, `relu(bn(x))`, with the same statistics returned. On
+/// the CPU (f32/f64, with weight and bias) both run as one op: one pass forward, two backward.
+pub fn batch_norm_relu_train(
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    batch_norm_train_impl(x, weight, bias, eps, true, true)
 }
 
 fn batch_norm_train_impl(
@@ -175,6 +231,7 @@ fn batch_norm_train_impl(
     bias: Option<&Tensor>,
     eps: f64,
     allow_kernel: bool,
+    relu: bool,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "batch_norm_train";
     let (n, c, rest) = channels(op, x)?;
@@ -190,8 +247,26 @@ fn batch_norm_train_impl(
             ),
         });
     }
-    let (xhat, mean, var) = standardize(x, (n, c, rest), eps, allow_kernel)?;
-    let y = affine_along(&xhat, 1, weight, bias, allow_kernel)?;
+    let (y, mean, var) = match (weight, bias) {
+        (Some(w), Some(b))
+            if allow_kernel
+                && use_cpu_kernel(x)
+                && w.dtype() == x.dtype()
+                && b.dtype() == x.dtype() =>
+        {
+            fused_batch_norm(x, w, b, (n, c, rest), eps, relu)?
+        }
+        _ => {
+            let (xhat, mean, var) = standardize(x, (n, c, rest), eps, allow_kernel)?;
+            let y = affine_along(&xhat, 1, weight, bias, allow_kernel)?;
+            let y = if relu {
+                crate::activation::relu(&y)?
+            } else {
+                y
+            };
+            (y, mean, var)
+        }
+    };
     let unbiased = var.affine(m as f64 / (m - 1) as f64, 0.0)?;
     Ok((y, mean, unbiased))
 }
@@ -414,8 +489,21 @@ impl BatchNorm2d {
     /// Training-mode forward: normalises with batch statistics and updates the running ones,
     /// `running ← (1 − momentum)·running + momentum·batch` (variance: unbiased).
     pub fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
+        self.train_step(x, batch_norm_train)
+    }
+
+    /// `relu(self.forward_t(x, train))`; in training, normalisation and ReLU run as one op.
+    pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            self.train_step(x, batch_norm_relu_train)
+        } else {
+            crate::activation::relu(&self.forward_eval(x)?)
+        }
+    }
+
+    fn train_step(&self, x: &Tensor, normalise: TrainingNorm) -> Result<Tensor> {
         let (y, mean, var) =
-            batch_norm_train(x, self.weight.as_ref(), self.bias.as_ref(), self.config.eps)?;
+            normalise(x, self.weight.as_ref(), self.bias.as_ref(), self.config.eps)?;
         let m = self.config.momentum;
         let update = |stat: &Var, batch: &Tensor| -> Result<()> {
             let old = stat.as_tensor().detach();
@@ -463,6 +551,10 @@ impl candle_nn::ModuleT for BatchNorm2d {
         Ok(y?)
     }
 }
+
+/// A training-mode batch norm function: `(x, weight, bias, eps) -> (y, batch mean, unbiased var)`.
+type TrainingNorm =
+    fn(&Tensor, Option<&Tensor>, Option<&Tensor>, f64) -> Result<(Tensor, Tensor, Tensor)>;
 
 /// Group normalisation layer (PyTorch `nn.GroupNorm`, affine), parameters `weight` (ones) and
 /// `bias` (zeros) of shape `(C)`.
@@ -552,7 +644,17 @@ pub mod generic {
         bias: Option<&Tensor>,
         eps: f64,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        batch_norm_train_impl(x, weight, bias, eps, false)
+        batch_norm_train_impl(x, weight, bias, eps, false, false)
+    }
+
+    /// [`super::batch_norm_relu_train`] from candle primitives (and the separate ReLU).
+    pub fn batch_norm_relu_train(
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        batch_norm_train_impl(x, weight, bias, eps, false, true)
     }
 
     /// [`super::group_norm`] from candle primitives.
