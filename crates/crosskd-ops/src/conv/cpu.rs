@@ -21,6 +21,7 @@
 use rayon::prelude::*;
 
 use super::geometry::Geometry;
+use super::transpose::{self, transpose};
 
 /// The float types the kernels run on.
 pub(crate) trait Float:
@@ -28,11 +29,20 @@ pub(crate) trait Float:
 {
     const ZERO: Self;
     const ONE: Self;
+
+    /// Transposes one 8×8 block (see [`transpose::transpose_block_scalar`]).
+    fn transpose_block(src: &[Self], src_stride: usize, dst: &mut [Self], dst_stride: usize) {
+        transpose::transpose_block_scalar(src, src_stride, dst, dst_stride)
+    }
 }
 
 impl Float for f32 {
     const ZERO: Self = 0.0;
     const ONE: Self = 1.0;
+
+    fn transpose_block(src: &[Self], src_stride: usize, dst: &mut [Self], dst_stride: usize) {
+        transpose::transpose_block_f32(src, src_stride, dst, dst_stride)
+    }
 }
 
 impl Float for f64 {
@@ -127,42 +137,6 @@ fn gemm<T: Float>(
             false,
             parallelism,
         )
-    }
-}
-
-/// `dst (cols × rows) = srcᵀ` for a row-major `src (rows × cols)`.
-///
-/// In 8×8 blocks held in a fixed-size array, so the compiler keeps them in registers without
-/// bounds checks; for each block column, every block row in turn, so each output line is
-/// written whole while it is in cache.
-fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
-    const B: usize = 8;
-    let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
-    let (rows_in_blocks, cols_in_blocks) = (rows / B * B, cols / B * B);
-    for c0 in (0..cols_in_blocks).step_by(B) {
-        for r0 in (0..rows_in_blocks).step_by(B) {
-            let mut block = [[T::ZERO; B]; B];
-            for (i, line) in block.iter_mut().enumerate() {
-                line.copy_from_slice(&src[(r0 + i) * cols + c0..(r0 + i) * cols + c0 + B]);
-            }
-            for j in 0..B {
-                let out = &mut dst[(c0 + j) * rows + r0..(c0 + j) * rows + r0 + B];
-                for (i, o) in out.iter_mut().enumerate() {
-                    *o = block[i][j];
-                }
-            }
-        }
-    }
-    // The ragged edges: last rows (all columns) and last columns (block rows).
-    for r in 0..rows {
-        let first_col = if r < rows_in_blocks {
-            cols_in_blocks
-        } else {
-            0
-        };
-        for c in first_col..cols {
-            dst[c * rows + r] = src[r * cols + c];
-        }
     }
 }
 
@@ -706,24 +680,6 @@ mod tests {
                 (dot(&w, &dw) - reference).abs() < tol,
                 "weight grad {xs:?} {ws:?}"
             );
-        }
-    }
-
-    #[test]
-    fn transpose_matches_the_definition() {
-        for (rows, cols) in [(1, 1), (3, 5), (8, 8), (16, 24), (13, 29), (32, 7)] {
-            let src = data(rows * cols, 8);
-            let mut dst = vec![0.0; rows * cols];
-            transpose(&src, rows, cols, &mut dst);
-            for r in 0..rows {
-                for c in 0..cols {
-                    assert_eq!(
-                        dst[c * rows + r],
-                        src[r * cols + c],
-                        "{rows}x{cols} at ({r}, {c})"
-                    );
-                }
-            }
         }
     }
 

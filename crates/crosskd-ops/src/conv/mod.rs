@@ -10,6 +10,7 @@ mod cpu;
 mod geometry;
 mod layers;
 mod ops;
+mod transpose;
 
 use candle_core::{DType, Tensor};
 
