@@ -1,5 +1,11 @@
+//! Times the gemm crate on the matrix shapes of the convolution kernels in every orientation
+//! (`cargo run --release -p crosskd-ops --example gemm_shapes`), single-threaded. This is how the
+//! pixel-major im2col layout of `conv/cpu.rs` was chosen; rerun it when changing that layout or
+//! the gemm crate.
+
 use std::time::Instant;
-/// dst m×n with (drs, dcs); lhs m×k with (lrs, lcs); rhs k×n with (rrs, rcs)
+/// Best-of-20 time of `dst (m×n) = lhs (m×k) · rhs (k×n)`, each given by its (row, column)
+/// strides, printed with its GFLOP/s.
 #[allow(clippy::too_many_arguments)]
 fn run(
     name: &str,

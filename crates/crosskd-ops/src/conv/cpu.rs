@@ -21,7 +21,7 @@
 use rayon::prelude::*;
 
 use super::geometry::Geometry;
-use super::transpose::{self, transpose};
+use super::transpose::{self, transpose, transpose_strided};
 
 /// The float types the kernels run on.
 pub(crate) trait Float:
@@ -431,40 +431,21 @@ pub(crate) fn conv_forward<T: WithScratch>(
             for pixels in bands::<T>(g) {
                 let m = pixels.len();
                 im2row(g, &s.image, grp, pixels.clone(), &mut s.cols);
-                gemm(
-                    m,
-                    og,
-                    k,
-                    &mut s.out[..m * og],
-                    false,
-                    Mat::rows(&s.cols, m, k),
-                    Mat::transposed(wr_g, k, og),
-                    threads,
-                );
-                scatter_band(&s.out[..m * og], og, pixels, p, bias_g, y_g);
+                let out = &mut s.out[..m * og];
+                // The bias enters as the gemm's initial value: no extra pass over the output.
+                if let Some(b) = bias_g {
+                    for row in out.chunks_mut(og.max(1)) {
+                        row.copy_from_slice(b);
+                    }
+                }
+                let (lhs, rhs) = (Mat::rows(&s.cols, m, k), Mat::transposed(wr_g, k, og));
+                gemm(m, og, k, out, bias_g.is_some(), lhs, rhs, threads);
+                // Pixel-major band into the channel-major output rows.
+                transpose_strided(out, m, og, og, &mut y_g[pixels.start..], p);
             }
         }
     });
     y
-}
-
-/// Writes a pixel-major band `out: (band × og)` plus the bias into the channel-major
-/// `y: (og × p)` at the band's pixels.
-fn scatter_band<T: Float>(
-    out: &[T],
-    og: usize,
-    pixels: std::ops::Range<usize>,
-    p: usize,
-    bias: Option<&[T]>,
-    y: &mut [T],
-) {
-    for o in 0..og {
-        let dst = &mut y[o * p + pixels.start..o * p + pixels.end];
-        let b = bias.map_or(T::ZERO, |b| b[o]);
-        for (d, r) in dst.iter_mut().zip(0..) {
-            *d = out[r * og + o] + b;
-        }
-    }
 }
 
 /// `dx = ∂⟨conv(x, w), dy⟩/∂x` (also the forward pass of the transposed convolution).

@@ -10,15 +10,34 @@ pub(crate) const BLOCK: usize = 8;
 /// `dst (cols × rows) = srcᵀ` for a row-major `src (rows × cols)`: in 8×8 blocks, for each block
 /// column every block row in turn, so each output line is written whole while it is in cache.
 pub(crate) fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
-    let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
+    transpose_strided(src, rows, cols, cols, dst, rows)
+}
+
+/// `dst[c·dst_stride + r] = src[r·src_stride + c]` for `r < rows`, `c < cols`: [`transpose`]
+/// between matrices whose rows are `src_stride` and `dst_stride` apart.
+pub(crate) fn transpose_strided<T: Float>(
+    src: &[T],
+    rows: usize,
+    cols: usize,
+    src_stride: usize,
+    dst: &mut [T],
+    dst_stride: usize,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let (src, dst) = (
+        &src[..(rows - 1) * src_stride + cols],
+        &mut dst[..(cols - 1) * dst_stride + rows],
+    );
     let (rows_in_blocks, cols_in_blocks) = (rows / BLOCK * BLOCK, cols / BLOCK * BLOCK);
     for c0 in (0..cols_in_blocks).step_by(BLOCK) {
         for r0 in (0..rows_in_blocks).step_by(BLOCK) {
             T::transpose_block(
-                &src[r0 * cols + c0..],
-                cols,
-                &mut dst[c0 * rows + r0..],
-                rows,
+                &src[r0 * src_stride + c0..],
+                src_stride,
+                &mut dst[c0 * dst_stride + r0..],
+                dst_stride,
             );
         }
     }
@@ -30,7 +49,7 @@ pub(crate) fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut
             0
         };
         for c in first_col..cols {
-            dst[c * rows + r] = src[r * cols + c];
+            dst[c * dst_stride + r] = src[r * src_stride + c];
         }
     }
 }
@@ -162,6 +181,24 @@ mod tests {
     fn transpose_matches_the_definition() {
         check(|i| i as f32);
         check(|i| i as f64);
+    }
+
+    #[test]
+    fn strided_transpose_leaves_the_gaps_alone() {
+        let (rows, cols, src_stride, dst_stride) = (11, 9, 13, 15);
+        let src: Vec<f32> = (0..rows * src_stride).map(|i| i as f32).collect();
+        let mut dst = vec![-1.0f32; cols * dst_stride];
+        transpose_strided(&src, rows, cols, src_stride, &mut dst, dst_stride);
+        for c in 0..cols {
+            for r in 0..dst_stride {
+                let want = if r < rows {
+                    src[r * src_stride + c]
+                } else {
+                    -1.0
+                };
+                assert_eq!(dst[c * dst_stride + r], want, "({r}, {c})");
+            }
+        }
     }
 
     #[test]
