@@ -302,3 +302,42 @@ fn rejects_bad_shapes() {
     let w = Tensor::zeros((4, 3, 5, 5), DType::F32, &Device::Cpu).unwrap();
     assert!(conv2d(&x, &w, None, Conv2dConfig::default()).is_err());
 }
+
+#[test]
+fn input_without_gradient_still_trains_the_weights() {
+    let x = random_f64(&[2, 3, 5, 5], 90).unwrap();
+    let w = candle_core::Var::from_tensor(&random_f64(&[4, 3, 3, 3], 91).unwrap()).unwrap();
+    let b = candle_core::Var::from_tensor(&random_f64(&[4], 92).unwrap()).unwrap();
+    let y = conv2d(&x, w.as_tensor(), Some(b.as_tensor()), cfg(1, 1, 1, 1)).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(
+        grads.get(&x).is_none(),
+        "a plain input tensor got a gradient"
+    );
+    // Same weight gradient as when the input is a variable.
+    let xv = candle_core::Var::from_tensor(&x).unwrap();
+    let y2 = conv2d(
+        xv.as_tensor(),
+        w.as_tensor(),
+        Some(b.as_tensor()),
+        cfg(1, 1, 1, 1),
+    )
+    .unwrap();
+    let grads2 = y2.sum_all().unwrap().backward().unwrap();
+    let dw: Vec<f64> = grads
+        .get(w.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let dw2: Vec<f64> = grads2
+        .get(w.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(dw, dw2);
+    assert!(grads2.get(xv.as_tensor()).is_some());
+}

@@ -208,9 +208,14 @@ impl candle_core::CustomOp3 for ConvBiasOp {
             kind,
             geometry: self.geometry,
         };
-        let dx = with(Kind::InputGrad).apply(grad, w)?;
+        // A network's input image needs no gradient: skip the most expensive of the three.
+        let dx = if x.track_op() {
+            Some(with(Kind::InputGrad).apply(grad, w)?)
+        } else {
+            None
+        };
         let dw = with(Kind::WeightGrad).apply(x, grad)?;
         let db = crate::norm::channel_sums(grad)?;
-        Ok((Some(dx), Some(dw), Some(db)))
+        Ok((dx, Some(dw), Some(db)))
     }
 }
