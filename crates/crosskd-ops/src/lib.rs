@@ -8,7 +8,8 @@
 //! Every model, projector and loss in the workspace goes through this crate rather than calling
 //! the affected candle ops directly (`clippy.toml` forbids them).
 //!
-//! Allowed dependencies: candle-core, candle-nn, thiserror, rand. Nothing from the workspace.
+//! Allowed dependencies: candle-core, candle-nn, thiserror, rand, rand_chacha, and for the CPU
+//! kernels rayon and gemm. Nothing from the workspace.
 
 pub mod activation;
 pub mod conv;
