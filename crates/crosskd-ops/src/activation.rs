@@ -5,10 +5,10 @@
 //! network's training step. Here (CPU, f32/f64) the forward pass is one clamp and the backward one
 //! masked copy. The derivative at the kinks is 0, as in PyTorch (candle's `relu` gives 1 at 0).
 
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use crate::kernel::{run_binary_float, run_unary_float, BinaryFloatKernel, UnaryFloatKernel};
 use crate::Result;
 
 /// `max(x, 0)`.
@@ -48,37 +48,31 @@ struct Clamp {
     max: Option<f64>,
 }
 
-/// Applies `f` to every element of a contiguous f32/f64 storage into a new storage.
-fn map_float(
-    name: &str,
-    s: &CpuStorage,
-    l: &Layout,
-    f32_fn: impl Fn(f32) -> f32 + Sync,
-    f64_fn: impl Fn(f64) -> f64 + Sync,
-) -> candle_core::Result<CpuStorage> {
-    fn run<T: Copy + Send + Sync>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+impl Clamp {
+    fn upper<T: WithDType>(&self) -> T {
+        T::from_f64(self.max.unwrap_or(f64::INFINITY))
+    }
+}
+
+impl UnaryFloatKernel for Clamp {
+    fn run<T: WithDType>(&self, x: &[T]) -> Vec<T> {
+        let (zero, max) = (T::zero(), self.upper::<T>());
         let mut y = x.to_vec();
         y.par_chunks_mut(CHUNK).for_each(|c| {
+            // Written so that NaN fails both tests and passes through, as in PyTorch: a NaN
+            // activation must reach the loss, where training stops on it.
             for v in c {
-                *v = f(*v);
+                *v = if *v < zero {
+                    zero
+                } else if *v > max {
+                    max
+                } else {
+                    *v
+                };
             }
         });
         y
     }
-    let Some((start, end)) = l.contiguous_offsets() else {
-        bail!(
-            "{name}: expected a contiguous tensor, got strides {:?}",
-            l.stride()
-        );
-    };
-    Ok(match s {
-        CpuStorage::F32(x) => CpuStorage::F32(run(&x[start..end], f32_fn)),
-        CpuStorage::F64(x) => CpuStorage::F64(run(&x[start..end], f64_fn)),
-        other => bail!(
-            "{name}: expected an f32/f64 tensor, got {:?}",
-            other.dtype()
-        ),
-    })
 }
 
 impl CustomOp1 for Clamp {
@@ -87,16 +81,10 @@ impl CustomOp1 for Clamp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let max = self.max.unwrap_or(f64::INFINITY);
-        let max32 = max as f32;
-        let y = map_float(
-            self.name(),
-            s,
-            l,
-            |v| v.max(0.0).min(max32),
-            |v| v.max(0.0).min(max),
-        )?;
-        Ok((y, l.shape().clone()))
+        Ok((
+            run_unary_float(self.name(), self, (s, l))?,
+            l.shape().clone(),
+        ))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
@@ -110,6 +98,23 @@ impl CustomOp1 for Clamp {
 /// `g` where the clamp's output lies strictly inside `(0, max)`, else 0.
 struct ClampBackward(Clamp);
 
+impl BinaryFloatKernel for ClampBackward {
+    fn run<T: WithDType>(&self, g: &[T], y: &[T]) -> Vec<T> {
+        let (zero, max) = (T::zero(), self.0.upper::<T>());
+        let mut dx = g.to_vec();
+        dx.par_chunks_mut(CHUNK)
+            .zip(y.par_chunks(CHUNK))
+            .for_each(|(d, y)| {
+                // A select, not a branch: the signs are random, and the select vectorises.
+                for (d, y) in d.iter_mut().zip(y) {
+                    let keep = (*y > zero) & (*y < max);
+                    *d = if keep { *d } else { zero };
+                }
+            });
+        dx
+    }
+}
+
 impl CustomOp2 for ClampBackward {
     fn name(&self) -> &'static str {
         "crosskd-relu-backward"
@@ -122,42 +127,7 @@ impl CustomOp2 for ClampBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn masked<T: Copy + Send + Sync + PartialOrd + Default>(
-            g: &[T],
-            y: &[T],
-            max: T,
-        ) -> Vec<T> {
-            let mut dx = g.to_vec();
-            dx.par_chunks_mut(CHUNK)
-                .zip(y.par_chunks(CHUNK))
-                .for_each(|(d, y)| {
-                    // A select, not a branch: the signs are random, and the select vectorises.
-                    for (d, y) in d.iter_mut().zip(y) {
-                        let keep = (*y > T::default()) & (*y < max);
-                        *d = if keep { *d } else { T::default() };
-                    }
-                });
-            dx
-        }
-        let name = self.name();
-        let (Some((gs, ge)), Some((ys, ye))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            bail!("{name}: expected contiguous tensors");
-        };
-        let max = self.0.max.unwrap_or(f64::INFINITY);
-        let dx = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(y)) => {
-                CpuStorage::F32(masked(&g[gs..ge], &y[ys..ye], max as f32))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(y)) => {
-                CpuStorage::F64(masked(&g[gs..ge], &y[ys..ye], max))
-            }
-            (a, b) => bail!(
-                "{name}: expected matching f32/f64 tensors, got {:?} and {:?}",
-                a.dtype(),
-                b.dtype()
-            ),
-        };
+        let dx = run_binary_float(self.name(), self, (s1, l1), (s2, l2))?;
         Ok((dx, l1.shape().clone()))
     }
 }

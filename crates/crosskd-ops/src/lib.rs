@@ -15,6 +15,7 @@ pub mod activation;
 pub mod conv;
 pub mod error;
 pub mod gradcheck;
+mod kernel;
 pub mod linalg;
 pub mod norm;
 pub mod pool;

@@ -96,3 +96,24 @@ fn derivative_at_the_kinks_is_zero() {
         vec![0.0, 1.0, 1.0, 0.0]
     );
 }
+
+#[test]
+fn nan_passes_through_as_in_pytorch() {
+    let x = Tensor::new(&[f32::NAN, -1.0, 7.0], &Device::Cpu).unwrap();
+    for f in [relu, relu6] {
+        let y: Vec<f32> = f(&x).unwrap().to_vec1().unwrap();
+        assert!(y[0].is_nan(), "a NaN activation was hidden: {y:?}");
+    }
+    let (y, _, _) = crosskd_ops::norm::batch_norm_relu_train(
+        &Tensor::new(&[[f32::NAN], [1.0]], &Device::Cpu).unwrap(),
+        Some(&Tensor::new(&[1f32], &Device::Cpu).unwrap()),
+        Some(&Tensor::new(&[0f32], &Device::Cpu).unwrap()),
+        1e-5,
+    )
+    .unwrap();
+    let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+    assert!(
+        y.iter().all(|v| v.is_nan()),
+        "batch norm + ReLU hid a NaN: {y:?}"
+    );
+}

@@ -689,7 +689,7 @@ impl Config {
                 c.data.image_size,
             ));
         }
-        if c.data.image_size % down != 0 {
+        if !c.data.image_size.is_multiple_of(down) {
             return Err(TrainError::config(
                 "data.image-size",
                 format!(

@@ -455,7 +455,7 @@ pub fn run_training_with(
         interval_samples += indices.len();
         progress.step(trainer.position.epoch, total_v);
 
-        if step_no % cfg.train.log_interval == 0 || step_no == total {
+        if step_no.is_multiple_of(cfg.train.log_interval) || step_no == total {
             let a = std::mem::take(&mut trainer.acc);
             let k = a.steps.max(1) as f64;
             let secs = interval_start.elapsed().as_secs_f64().max(1e-9);
@@ -476,7 +476,7 @@ pub fn run_training_with(
         }
 
         let eval_due = if cfg.train.eval_interval > 0 {
-            step_no % cfg.train.eval_interval == 0
+            step_no.is_multiple_of(cfg.train.eval_interval)
         } else {
             trainer.position.batch_in_epoch == 0
         } || step_no == total;
@@ -513,7 +513,8 @@ pub fn run_training_with(
                 &["last"]
             };
             trainer.save_checkpoint(which)?;
-        } else if cfg.train.checkpoint_interval > 0 && step_no % cfg.train.checkpoint_interval == 0
+        } else if cfg.train.checkpoint_interval > 0
+            && step_no.is_multiple_of(cfg.train.checkpoint_interval)
         {
             trainer.save_checkpoint(&["last"])?;
         }

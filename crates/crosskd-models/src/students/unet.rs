@@ -103,7 +103,8 @@ impl UnetConfig {
         }
         if self.norm == NormKind::Group {
             let g = self.group_norm_groups;
-            if g == 0 || self.base_width % g != 0 || self.out_channels % g != 0 {
+            if g == 0 || !self.base_width.is_multiple_of(g) || !self.out_channels.is_multiple_of(g)
+            {
                 return fail(format!(
                     "group-norm-groups = {g} must divide base-width = {} and out-channels = {}",
                     self.base_width, self.out_channels

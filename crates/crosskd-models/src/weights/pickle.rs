@@ -393,7 +393,7 @@ impl Machine<'_> {
     }
 
     fn set_items(&mut self, items: Vec<Value>) -> Result<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.malformed("SETITEMS with an odd number of items"));
         }
         let pos = self.pos;

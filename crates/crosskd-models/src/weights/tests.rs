@@ -273,7 +273,7 @@ fn write_tensor(p: &mut Pickle, spec: &Spec, legacy: bool, index: usize) {
     if index % 2 == 1 {
         p.stack_global("torch._utils", "_rebuild_parameter");
     }
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         p.global("torch._utils", "_rebuild_tensor_v2");
     } else {
         p.stack_global("torch._utils", "_rebuild_tensor_v2");

@@ -22,7 +22,7 @@ fn pytorch_default_init(fan_in: usize) -> Init {
 }
 
 fn check_groups(op: &'static str, in_c: usize, out_c: usize, groups: usize) -> Result<()> {
-    if groups == 0 || in_c % groups != 0 || out_c % groups != 0 {
+    if groups == 0 || !in_c.is_multiple_of(groups) || !out_c.is_multiple_of(groups) {
         return Err(Error::InvalidArgument {
             op,
             message: format!(

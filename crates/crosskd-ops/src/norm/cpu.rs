@@ -3,19 +3,13 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!(
-            "{op}: expected a contiguous tensor, got strides {:?}",
-            layout.stride()
-        ),
-    }
-}
+use crate::kernel::{
+    run_binary_float, run_ternary_float, run_unary_float, BinaryFloatKernel, TernaryFloatKernel,
+    UnaryFloatKernel,
+};
 
 /// Partial sums per reduction: one f64 accumulator is a serial chain of dependent adds that
 /// cannot vectorise (a tenth of a UNet step went to these reductions); eight lanes can.
@@ -51,33 +45,6 @@ fn lane_dot_and_sum<T: WithDType>(g: &[T], x: &[T], h: impl Fn(f64) -> f64) -> (
         s += gv.to_f64();
     }
     (d, s)
-}
-
-/// A kernel over two contiguous operands of one float dtype, written once for both dtypes.
-trait BinaryFloatKernel {
-    fn run<T: WithDType>(&self, a: &[T], b: &[T]) -> Vec<T>;
-}
-
-/// Dispatches `kernel` on f32 or f64 operands, refusing other or mixed dtypes by `name`.
-fn run_binary_float(
-    name: &str,
-    kernel: &impl BinaryFloatKernel,
-    (s1, l1): (&CpuStorage, &Layout),
-    (s2, l2): (&CpuStorage, &Layout),
-) -> candle_core::Result<CpuStorage> {
-    Ok(match (s1, s2) {
-        (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-            CpuStorage::F32(kernel.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
-        }
-        (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-            CpuStorage::F64(kernel.run(contiguous(a, l1, name)?, contiguous(b, l2, name)?))
-        }
-        (a, b) => bail!(
-            "{name}: expected matching f32/f64 tensors, got {:?} and {:?}",
-            a.dtype(),
-            b.dtype()
-        ),
-    })
 }
 
 /// Per-channel mean and biased variance computed by the forward pass.
@@ -142,21 +109,19 @@ impl Standardize {
     }
 }
 
+impl UnaryFloatKernel for Standardize {
+    fn run<T: WithDType>(&self, x: &[T]) -> Vec<T> {
+        self.forward(x)
+    }
+}
+
 impl CustomOp1 for Standardize {
     fn name(&self) -> &'static str {
         "crosskd-standardize"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(self.forward(contiguous(v, l, self.name())?)),
-            CpuStorage::F64(v) => CpuStorage::F64(self.forward(contiguous(v, l, self.name())?)),
-            other => bail!(
-                "{}: expected f32 or f64, got {:?}",
-                self.name(),
-                other.dtype()
-            ),
-        };
+        let out = run_unary_float(self.name(), self, (s, l))?;
         Ok((out, l.shape().clone()))
     }
 
@@ -278,6 +243,12 @@ impl ChannelAffine {
     }
 }
 
+impl TernaryFloatKernel for ChannelAffine {
+    fn run<T: WithDType>(&self, x: &[T], w: &[T], bias: &[T]) -> Vec<T> {
+        self.forward(x, w, bias)
+    }
+}
+
 impl candle_core::CustomOp3 for ChannelAffine {
     fn name(&self) -> &'static str {
         "crosskd-channel-affine"
@@ -292,27 +263,7 @@ impl candle_core::CustomOp3 for ChannelAffine {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let y = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.forward(
-                    contiguous(x, l1, name)?,
-                    contiguous(w, l2, name)?,
-                    contiguous(b, l3, name)?,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.forward(
-                    contiguous(x, l1, name)?,
-                    contiguous(w, l2, name)?,
-                    contiguous(b, l3, name)?,
-                ))
-            }
-            (a, _, _) => bail!(
-                "{name}: expected f32/f64 tensors of one dtype, got {:?}",
-                a.dtype()
-            ),
-        };
+        let y = run_ternary_float(self.name(), self, (s1, l1), (s2, l2), (s3, l3))?;
         Ok((y, l1.shape().clone()))
     }
 
@@ -486,21 +437,19 @@ impl ChannelSum {
     }
 }
 
+impl UnaryFloatKernel for ChannelSum {
+    fn run<T: WithDType>(&self, x: &[T]) -> Vec<T> {
+        self.sums(x)
+    }
+}
+
 impl CustomOp1 for ChannelSum {
     fn name(&self) -> &'static str {
         "crosskd-channel-sum"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let sums = match s {
-            CpuStorage::F32(x) => CpuStorage::F32(self.sums(contiguous(x, l, name)?)),
-            CpuStorage::F64(x) => CpuStorage::F64(self.sums(contiguous(x, l, name)?)),
-            other => bail!(
-                "{name}: expected an f32/f64 tensor, got {:?}",
-                other.dtype()
-            ),
-        };
+        let sums = run_unary_float(self.name(), self, (s, l))?;
         Ok((sums, Shape::from(self.0.c)))
     }
 }
@@ -555,7 +504,8 @@ impl BatchNormAffine {
                     let zero = T::zero();
                     for v in yb {
                         let z = *v * scale + shift;
-                        *v = if z > zero { z } else { zero };
+                        // NaN passes through (it must reach the loss), as in PyTorch.
+                        *v = if z < zero { zero } else { z };
                     }
                 } else {
                     for v in yb {
@@ -568,6 +518,12 @@ impl BatchNormAffine {
         slot.mean = stats.iter().map(|p| p.0).collect();
         slot.var = stats.iter().map(|p| p.1).collect();
         y
+    }
+}
+
+impl TernaryFloatKernel for BatchNormAffine {
+    fn run<T: WithDType>(&self, x: &[T], w: &[T], bias: &[T]) -> Vec<T> {
+        self.forward(x, w, bias)
     }
 }
 
@@ -585,27 +541,7 @@ impl candle_core::CustomOp3 for BatchNormAffine {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let y = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.forward(
-                    contiguous(x, l1, name)?,
-                    contiguous(w, l2, name)?,
-                    contiguous(b, l3, name)?,
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.forward(
-                    contiguous(x, l1, name)?,
-                    contiguous(w, l2, name)?,
-                    contiguous(b, l3, name)?,
-                ))
-            }
-            (a, _, _) => bail!(
-                "{name}: expected f32/f64 tensors of one dtype, got {:?}",
-                a.dtype()
-            ),
-        };
+        let y = run_ternary_float(self.name(), self, (s1, l1), (s2, l2), (s3, l3))?;
         Ok((y, l1.shape().clone()))
     }
 

@@ -573,7 +573,7 @@ pub fn group_norm_layer(
     eps: f64,
     vb: VarBuilder,
 ) -> Result<GroupNorm> {
-    if num_groups == 0 || num_channels % num_groups != 0 {
+    if num_groups == 0 || !num_channels.is_multiple_of(num_groups) {
         return Err(Error::InvalidArgument {
             op: "group_norm_layer",
             message: format!("{num_channels} channels cannot be split into {num_groups} groups"),

@@ -1,21 +1,11 @@
 //! Hand-written CPU kernels (f32, f64) for max and average pooling, with their backward passes.
 //! Each `(n, c)` plane is independent, so planes run in parallel.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
 use super::PoolGeometry;
-
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!(
-            "{op}: expected a contiguous tensor, got strides {:?}",
-            layout.stride()
-        ),
-    }
-}
+use crate::kernel::{run_binary_float, run_unary_float, BinaryFloatKernel, UnaryFloatKernel};
 
 impl PoolGeometry {
     fn out_shape(&self) -> Shape {
@@ -83,21 +73,19 @@ impl MaxPool {
     }
 }
 
+impl UnaryFloatKernel for MaxPool {
+    fn run<T: WithDType>(&self, x: &[T]) -> Vec<T> {
+        self.forward(x)
+    }
+}
+
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
         "crosskd-max-pool2d"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(self.forward(contiguous(v, l, self.name())?)),
-            CpuStorage::F64(v) => CpuStorage::F64(self.forward(contiguous(v, l, self.name())?)),
-            other => bail!(
-                "{}: expected f32 or f64, got {:?}",
-                self.name(),
-                other.dtype()
-            ),
-        };
+        let out = run_unary_float(self.name(), self, (s, l))?;
         Ok((out, self.geo.out_shape()))
     }
 
@@ -139,6 +127,12 @@ impl MaxPoolBackward {
     }
 }
 
+impl BinaryFloatKernel for MaxPoolBackward {
+    fn run<T: WithDType>(&self, grad: &[T], x: &[T]) -> Vec<T> {
+        self.backward(grad, x)
+    }
+}
+
 impl CustomOp2 for MaxPoolBackward {
     fn name(&self) -> &'static str {
         "crosskd-max-pool2d-backward"
@@ -151,20 +145,7 @@ impl CustomOp2 for MaxPoolBackward {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let dx = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(x)) => {
-                CpuStorage::F32(self.backward(contiguous(g, l1, name)?, contiguous(x, l2, name)?))
-            }
-            (CpuStorage::F64(g), CpuStorage::F64(x)) => {
-                CpuStorage::F64(self.backward(contiguous(g, l1, name)?, contiguous(x, l2, name)?))
-            }
-            (a, b) => bail!(
-                "{name}: expected matching f32/f64 tensors, got {:?} and {:?}",
-                a.dtype(),
-                b.dtype()
-            ),
-        };
+        let dx = run_binary_float(self.name(), self, (s1, l1), (s2, l2))?;
         Ok((dx, self.geo.in_shape()))
     }
 }
@@ -246,21 +227,19 @@ impl AvgPool {
     }
 }
 
+impl UnaryFloatKernel for AvgPool {
+    fn run<T: WithDType>(&self, x: &[T]) -> Vec<T> {
+        self.forward(x)
+    }
+}
+
 impl CustomOp1 for AvgPool {
     fn name(&self) -> &'static str {
         "crosskd-avg-pool2d"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(self.forward(contiguous(v, l, self.name())?)),
-            CpuStorage::F64(v) => CpuStorage::F64(self.forward(contiguous(v, l, self.name())?)),
-            other => bail!(
-                "{}: expected f32 or f64, got {:?}",
-                self.name(),
-                other.dtype()
-            ),
-        };
+        let out = run_unary_float(self.name(), self, (s, l))?;
         Ok((out, self.geo.out_shape()))
     }
 
@@ -285,25 +264,23 @@ struct AvgPoolBackward {
     count_include_pad: bool,
 }
 
+impl UnaryFloatKernel for AvgPoolBackward {
+    fn run<T: WithDType>(&self, grad: &[T]) -> Vec<T> {
+        let pool = AvgPool {
+            geo: self.geo,
+            count_include_pad: self.count_include_pad,
+        };
+        pool.backward(grad)
+    }
+}
+
 impl CustomOp1 for AvgPoolBackward {
     fn name(&self) -> &'static str {
         "crosskd-avg-pool2d-backward"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let pool = AvgPool {
-            geo: self.geo,
-            count_include_pad: self.count_include_pad,
-        };
-        let dx = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(pool.backward(contiguous(v, l, self.name())?)),
-            CpuStorage::F64(v) => CpuStorage::F64(pool.backward(contiguous(v, l, self.name())?)),
-            other => bail!(
-                "{}: expected f32 or f64, got {:?}",
-                self.name(),
-                other.dtype()
-            ),
-        };
+        let dx = run_unary_float(self.name(), self, (s, l))?;
         Ok((dx, self.geo.in_shape()))
     }
 }

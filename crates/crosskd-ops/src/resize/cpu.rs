@@ -1,9 +1,10 @@
 //! Hand-written CPU kernel (f32, f64) for separable two-tap resizing (nearest and bilinear), with
 //! its backward pass. Each `(n, c)` plane is independent, so planes run in parallel.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{bail, CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
+
+use crate::kernel::{run_unary_float, UnaryFloatKernel};
 
 /// Source taps of one output row (or column): `(1 − λ)·x[i0] + λ·x[i1]`.
 #[derive(Debug, Clone, Copy)]
@@ -22,16 +23,6 @@ pub(super) struct Interp {
     pub w: usize,
     pub rows: Vec<Tap>,
     pub cols: Vec<Tap>,
-}
-
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => bail!(
-            "{op}: expected a contiguous tensor, got strides {:?}",
-            layout.stride()
-        ),
-    }
 }
 
 /// Per-tap weights `(1 − λ, λ)` in the working dtype.
@@ -108,21 +99,19 @@ impl Interp {
     }
 }
 
+impl UnaryFloatKernel for Interp {
+    fn run<T: WithDType>(&self, x: &[T]) -> Vec<T> {
+        self.forward(x)
+    }
+}
+
 impl CustomOp1 for Interp {
     fn name(&self) -> &'static str {
         "crosskd-resize2d"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let out = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(self.forward(contiguous(v, l, self.name())?)),
-            CpuStorage::F64(v) => CpuStorage::F64(self.forward(contiguous(v, l, self.name())?)),
-            other => bail!(
-                "{}: expected f32 or f64, got {:?}",
-                self.name(),
-                other.dtype()
-            ),
-        };
+        let out = run_unary_float(self.name(), self, (s, l))?;
         Ok((
             out,
             Shape::from((self.n, self.c, self.rows.len(), self.cols.len())),
@@ -145,21 +134,19 @@ impl CustomOp1 for Interp {
 /// `dx` of [`Interp`] from the output gradient: every tap adds its weighted share.
 struct InterpBackward(Interp);
 
+impl UnaryFloatKernel for InterpBackward {
+    fn run<T: WithDType>(&self, grad: &[T]) -> Vec<T> {
+        self.0.backward(grad)
+    }
+}
+
 impl CustomOp1 for InterpBackward {
     fn name(&self) -> &'static str {
         "crosskd-resize2d-backward"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dx = match s {
-            CpuStorage::F32(v) => CpuStorage::F32(self.0.backward(contiguous(v, l, self.name())?)),
-            CpuStorage::F64(v) => CpuStorage::F64(self.0.backward(contiguous(v, l, self.name())?)),
-            other => bail!(
-                "{}: expected f32 or f64, got {:?}",
-                self.name(),
-                other.dtype()
-            ),
-        };
+        let dx = run_unary_float(self.name(), self, (s, l))?;
         Ok((dx, Shape::from((self.0.n, self.0.c, self.0.h, self.0.w))))
     }
 }
