@@ -58,17 +58,15 @@ impl UnaryFloatKernel for Clamp {
     fn run<T: WithDType>(&self, x: &[T]) -> Vec<T> {
         let (zero, max) = (T::zero(), self.upper::<T>());
         let mut y = x.to_vec();
-        y.par_chunks_mut(CHUNK).for_each(|c| {
+        y.par_chunks_mut(CHUNK).for_each(move |c| {
             // Written so that NaN fails both tests and passes through, as in PyTorch: a NaN
             // activation must reach the loss, where training stops on it.
+            // Selects, not branches, so the loop vectorises.
             for v in c {
-                *v = if *v < zero {
-                    zero
-                } else if *v > max {
-                    max
-                } else {
-                    *v
-                };
+                #[allow(clippy::eq_op)] // `v != v` is the NaN test
+                let keep = (*v > zero) | (*v != *v);
+                let low = if keep { *v } else { zero };
+                *v = if low > max { max } else { low };
             }
         });
         y
@@ -104,7 +102,9 @@ impl BinaryFloatKernel for ClampBackward {
         let mut dx = g.to_vec();
         dx.par_chunks_mut(CHUNK)
             .zip(y.par_chunks(CHUNK))
-            .for_each(|(d, y)| {
+            // `move`: the bounds are copied into the closure; borrowed, the compiler must assume
+            // the writes to `d` could change them and would not vectorise (4× slower).
+            .for_each(move |(d, y)| {
                 // A select, not a branch: the signs are random, and the select vectorises.
                 for (d, y) in d.iter_mut().zip(y) {
                     let keep = (*y > zero) & (*y < max);
