@@ -406,7 +406,12 @@ pub(crate) fn conv_forward<T: WithScratch>(
 ) -> Vec<T> {
     let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
     let mut y = vec![T::ZERO; g.n * g.c_out * p];
-    let wr = taps_first(g, w);
+    // Pointwise convolutions multiply by `w` itself.
+    let wr = if g.is_pointwise() {
+        Vec::new()
+    } else {
+        taps_first(g, w)
+    };
     for_each_image(g, &mut y, g.c_out * p, |i, y_img, s, threads| {
         let x_img = &x[i * g.c_in * hw..(i + 1) * g.c_in * hw];
         if !g.is_pointwise() {
@@ -452,7 +457,12 @@ pub(crate) fn conv_forward<T: WithScratch>(
 pub(crate) fn conv_input_grad<T: WithScratch>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
     let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
     let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
-    let wr = taps_first(g, w);
+    // Pointwise convolutions multiply by `w` itself.
+    let wr = if g.is_pointwise() {
+        Vec::new()
+    } else {
+        taps_first(g, w)
+    };
     for_each_image(g, &mut dx, g.c_in * hw, |i, dx_img, s, threads| {
         if !g.is_pointwise() {
             s.image[..hw * g.c_in].fill(T::ZERO);

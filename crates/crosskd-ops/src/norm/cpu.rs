@@ -12,7 +12,7 @@ use crate::kernel::{
 };
 
 /// Partial sums per reduction: one f64 accumulator is a serial chain of dependent adds that
-/// cannot vectorise (a tenth of a UNet step went to these reductions); eight lanes can.
+/// cannot vectorise (it showed in the profile of `cargo xtask bench train-step`); eight lanes can.
 const LANES: usize = 8;
 
 /// `Σ f(v)` over `xs`, in f64.
@@ -362,7 +362,8 @@ impl CustomOp2 for AffineParamGrads {
 
 /// `y = x + b_c` for `x` viewed as `(A, C, B)`: a convolution's bias. candle's broadcast add
 /// records a backward whose reduction over `A` and `B` is a slow strided loop (about a tenth of a
-/// UNet training step); here the bias gradient is one pass per channel ([`ChannelSum`]).
+/// U-Net training step in a perf profile of `cargo xtask bench train-step`); here the bias
+/// gradient is one pass per channel ([`ChannelSum`]).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ChannelBias(pub ChannelAffine);
 
