@@ -48,20 +48,10 @@ fn gradients_match_finite_differences() {
         .iter()
         .any(|v| v.abs() < 1e-3 || (v - 6.0).abs() < 1e-3);
     assert!(!near_kink, "test input too close to a kink");
-    assert_gradients(
-        "relu",
-        |a| Ok(relu(&a[0])?),
-        std::slice::from_ref(&x),
-        1e-6,
-        1e-6,
-    );
-    assert_gradients(
-        "relu6",
-        |a| Ok(relu6(&a[0])?),
-        std::slice::from_ref(&x),
-        1e-6,
-        1e-6,
-    );
+    for (name, f) in [("relu", relu as fn(&Tensor) -> _), ("relu6", relu6)] {
+        let check = |a: &[Tensor]| Ok(f(&a[0])?);
+        assert_gradients(name, check, std::slice::from_ref(&x), 1e-6, 1e-6);
+    }
     // A non-contiguous input goes through the same kernel.
     assert_gradients(
         "relu transposed",

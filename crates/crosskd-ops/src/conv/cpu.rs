@@ -317,6 +317,9 @@ impl<T: Float> Scratch<T> {
 
     /// Grows the buffers to the sizes `g` needs (their contents are not cleared).
     fn fit(&mut self, g: &Geometry) {
+        if g.is_pointwise() {
+            return; // multiplies the NCHW planes directly
+        }
         let band = band_len::<T>(g);
         let grow = |v: &mut Vec<T>, len: usize| {
             if v.len() < len {

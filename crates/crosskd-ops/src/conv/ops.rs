@@ -109,25 +109,34 @@ impl CustomOp2 for ConvOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let with = |kind| ConvOp {
-            kind,
-            geometry: self.geometry,
+        // Each gradient is a whole convolution: compute it only for an operand that tracks
+        // gradients (not, say, a network's input image).
+        let grad_of = |operand: &Tensor, kind, lhs: &Tensor, rhs: &Tensor| {
+            operand
+                .track_op()
+                .then(|| {
+                    ConvOp {
+                        kind,
+                        geometry: self.geometry,
+                    }
+                    .apply(lhs, rhs)
+                })
+                .transpose()
         };
-        let (ga, gb) = match self.kind {
+        Ok(match self.kind {
             Kind::Forward => (
-                with(Kind::InputGrad).apply(grad, b)?,
-                with(Kind::WeightGrad).apply(a, grad)?,
+                grad_of(a, Kind::InputGrad, grad, b)?,
+                grad_of(b, Kind::WeightGrad, a, grad)?,
             ),
             Kind::InputGrad => (
-                with(Kind::Forward).apply(grad, b)?,
-                with(Kind::WeightGrad).apply(grad, a)?,
+                grad_of(a, Kind::Forward, grad, b)?,
+                grad_of(b, Kind::WeightGrad, grad, a)?,
             ),
             Kind::WeightGrad => (
-                with(Kind::InputGrad).apply(b, grad)?,
-                with(Kind::Forward).apply(a, grad)?,
+                grad_of(a, Kind::InputGrad, b, grad)?,
+                grad_of(b, Kind::Forward, a, grad)?,
             ),
-        };
-        Ok((Some(ga), Some(gb)))
+        })
     }
 }
 
@@ -201,21 +210,14 @@ impl candle_core::CustomOp3 for ConvBiasOp {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let with = |kind| ConvOp {
-            kind,
+        let conv = ConvOp {
+            kind: Kind::Forward,
             geometry: self.geometry,
         };
-        // A network's input image needs no gradient: skip the most expensive of the three.
-        let dx = if x.track_op() {
-            Some(with(Kind::InputGrad).apply(grad, w)?)
-        } else {
-            None
-        };
-        let dw = with(Kind::WeightGrad).apply(x, grad)?;
-        let db = crate::norm::channel_sums(grad)?;
-        Ok((dx, Some(dw), Some(db)))
+        let (dx, dw) = conv.bwd(x, w, res, grad)?;
+        Ok((dx, dw, Some(crate::norm::channel_sums(grad)?)))
     }
 }

@@ -74,10 +74,9 @@ impl Standardize {
         (0..self.a).map(move |a| &x[(a * cn + c) * b..(a * cn + c + 1) * b])
     }
 
-    fn forward<T: WithDType>(&self, x: &[T]) -> Vec<T> {
-        if x.is_empty() {
-            return Vec::new();
-        }
+    /// Per-channel `(μ, σ²)` of `x`, also left in `self.stats` for the caller and the backward
+    /// pass.
+    fn measure<T: WithDType>(&self, x: &[T]) -> Vec<(f64, f64)> {
         let m = (self.a * self.b) as f64;
         let stats: Vec<(f64, f64)> = (0..self.c)
             .into_par_iter()
@@ -91,6 +90,28 @@ impl Standardize {
                 (mean, sq / m)
             })
             .collect();
+        let mut slot = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        slot.mean = stats.iter().map(|s| s.0).collect();
+        slot.var = stats.iter().map(|s| s.1).collect();
+        stats
+    }
+
+    /// Per-channel `(μ, 1/sqrt(σ² + eps))` from the statistics left by [`Self::measure`].
+    fn mean_and_inv_std(&self) -> (Vec<f64>, Vec<f64>) {
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let inv_std = stats
+            .var
+            .iter()
+            .map(|v| 1.0 / (v + self.eps).sqrt())
+            .collect();
+        (stats.mean.clone(), inv_std)
+    }
+
+    fn forward<T: WithDType>(&self, x: &[T]) -> Vec<T> {
+        if x.is_empty() {
+            return Vec::new();
+        }
+        let stats = self.measure(x);
         let mut out = vec![T::zero(); x.len()];
         out.par_chunks_mut(self.b)
             .zip(x.par_chunks(self.b))
@@ -102,9 +123,6 @@ impl Standardize {
                     *o = T::from_f64((v.to_f64() - mean) * inv_std);
                 }
             });
-        let mut slot = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        slot.mean = stats.iter().map(|s| s.0).collect();
-        slot.var = stats.iter().map(|s| s.1).collect();
         out
     }
 }
@@ -131,15 +149,9 @@ impl CustomOp1 for Standardize {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let var = self
-            .stats
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .var
-            .clone();
         let op = StandardizeBackward {
             shape: self.clone(),
-            inv_std: var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect(),
+            inv_std: self.mean_and_inv_std().1,
         };
         Ok(Some(
             grad.contiguous()?
@@ -410,7 +422,7 @@ impl CustomOp2 for ChannelBias {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let db = grad.contiguous()?.apply_op1_no_bwd(&ChannelSum(self.0))?;
+        let db = super::channel_sums(grad)?;
         Ok((Some(grad.clone()), Some(db)))
     }
 }
@@ -469,29 +481,10 @@ pub(super) struct BatchNormAffine {
     pub relu: bool,
 }
 
-/// Per-channel `(μ, 1/sqrt(σ² + eps))` from the statistics left by a forward pass.
-fn mean_and_inv_std(s: &Standardize) -> (Vec<f64>, Vec<f64>) {
-    let stats = s.stats.lock().unwrap_or_else(|e| e.into_inner());
-    let inv_std = stats.var.iter().map(|v| 1.0 / (v + s.eps).sqrt()).collect();
-    (stats.mean.clone(), inv_std)
-}
-
 impl BatchNormAffine {
     fn forward<T: WithDType>(&self, x: &[T], w: &[T], bias: &[T]) -> Vec<T> {
         let s = &self.shape;
-        let m = (s.a * s.b) as f64;
-        let stats: Vec<(f64, f64)> = (0..s.c)
-            .into_par_iter()
-            .map(|c| {
-                let sum: f64 = s.blocks(x, c).map(|b| lane_sum(b, |v| v)).sum();
-                let mean = sum / m;
-                let sq: f64 = s
-                    .blocks(x, c)
-                    .map(|b| lane_sum(b, |v| (v - mean) * (v - mean)))
-                    .sum();
-                (mean, sq / m)
-            })
-            .collect();
+        let stats = s.measure(x);
         let mut y = x.to_vec();
         if s.b > 0 {
             y.par_chunks_mut(s.b).enumerate().for_each(|(block, yb)| {
@@ -515,9 +508,6 @@ impl BatchNormAffine {
                 }
             });
         }
-        let mut slot = s.stats.lock().unwrap_or_else(|e| e.into_inner());
-        slot.mean = stats.iter().map(|p| p.0).collect();
-        slot.var = stats.iter().map(|p| p.1).collect();
         y
     }
 }
@@ -554,7 +544,7 @@ impl candle_core::CustomOp3 for BatchNormAffine {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (mean, inv_std) = mean_and_inv_std(&self.shape);
+        let (mean, inv_std) = self.shape.mean_and_inv_std();
         let grad = if self.relu {
             crate::activation::relu_backward(grad, res)?
         } else {

@@ -53,9 +53,7 @@ fn standardize(
             stats: stats.clone(),
         };
         let xhat = x.contiguous()?.apply_op1(op)?;
-        let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mean = Tensor::from_vec(stats.mean, c, x.device())?.to_dtype(x.dtype())?;
-        let var = Tensor::from_vec(stats.var, c, x.device())?.to_dtype(x.dtype())?;
+        let (mean, var) = stats_tensors(&stats, c, x)?;
         return Ok((xhat, mean, var));
     }
     let x3 = x.reshape((a, c, b))?;
@@ -100,10 +98,16 @@ fn fused_batch_norm(
     let y = x
         .contiguous()?
         .apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?;
+    let (mean, var) = stats_tensors(&stats, c, x)?;
+    Ok((y, mean, var))
+}
+
+/// The `(μ, σ²)` a CPU kernel left in `stats`, as tensors of `x`'s dtype and device.
+fn stats_tensors(stats: &Mutex<cpu::Stats>, c: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
     let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mean = Tensor::from_vec(stats.mean, c, x.device())?.to_dtype(x.dtype())?;
     let var = Tensor::from_vec(stats.var, c, x.device())?.to_dtype(x.dtype())?;
-    Ok((y, mean, var))
+    Ok((mean, var))
 }
 
 fn check_affine(op: &'static str, name: &str, p: Option<&Tensor>, len: usize) -> Result<()> {
