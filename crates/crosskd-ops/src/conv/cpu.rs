@@ -1,581 +1,63 @@
-//! CPU kernels: convolution and its two gradients as gemms over a pixel-major im2col.
+//! CPU kernels of the convolution: the forward pass and both gradients on contiguous NCHW
+//! slices, each dispatched to the kernel that fits its geometry.
 //!
-//! Per image, the input is first transposed to channels-last (`HW × C`), so that the patch of one
-//! output pixel is `kh` runs of `kw·cg` values copied in long stretches. The patches form
-//! `cols: (P × K)` with `P = ho·wo` and `K = kh·kw·cg` ordered `(ki, kj, c)`; the weight is
-//! reordered once per call to match (`wr: (c_out × K)`). For one image and one group:
-//! - forward:         `Y_gᵀ (P×og) = cols · wr_gᵀ`, then transposed to `(og × P)`;
-//! - input gradient:  `dcols (P×K) = dY_gᵀ · wr_g`, folded back onto a channels-last `dX`
-//!   ([`row2im`]) that is transposed at the end;
-//! - weight gradient: `dwr_g (og×K) += dY_g · cols`.
-//!
-//! With the gemm crate these orientations run 1.5–2× faster than the channel-major im2col
-//! `(K × P)` for the small `og` of student networks (32–128): the long `P` dimension becomes the
-//! gemm's row dimension and the reduction of the weight gradient reads `cols` row by row.
-//! 1×1 convolutions with stride 1 and no padding skip im2col and multiply the NCHW planes directly.
-//!
-//! Work is split over the batch when it has at least as many images as threads (each thread runs
-//! single-threaded gemms on its own images, which keeps the per-image matrices efficient);
-//! otherwise images run one after another and the gemm itself is parallel.
-
-use rayon::prelude::*;
+//! Dense, undilated stride-1 geometries run on the implicit-im2col kernels (`implicit`), whose
+//! gemms read the patches in place from a padded channels-last image. Grouped (depthwise),
+//! dilated and strided geometries run on the explicit im2col kernels (`patches`). Pointwise convolutions multiply the NCHW
+//! planes directly (in `patches`).
 
 use super::geometry::Geometry;
-use super::transpose::{self, transpose, transpose_strided};
+use super::implicit;
+use super::patches;
+use super::scratch::WithScratch;
 
-/// The float types the kernels run on.
-pub(crate) trait Float:
-    Copy + Send + Sync + 'static + std::ops::AddAssign + std::ops::Add<Output = Self>
-{
-    const ZERO: Self;
-    const ONE: Self;
-
-    /// Transposes one 8×8 block (see [`transpose::transpose_block_scalar`]).
-    fn transpose_block(src: &[Self], src_stride: usize, dst: &mut [Self], dst_stride: usize) {
-        transpose::transpose_block_scalar(src, src_stride, dst, dst_stride)
-    }
-}
-
-impl Float for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-
-    fn transpose_block(src: &[Self], src_stride: usize, dst: &mut [Self], dst_stride: usize) {
-        transpose::transpose_block_f32(src, src_stride, dst, dst_stride)
-    }
-}
-
-impl Float for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-}
-
-/// A strided `rows × cols` matrix view for gemm (base pointer, row stride, column stride).
-#[derive(Clone, Copy)]
-struct Mat<T> {
-    ptr: *const T,
-    rs: isize,
-    cs: isize,
-}
-
-/// Where the last element of a `rows × cols` view with strides `(rs, cs)` lies, checked against
-/// the slice length so the unsafe gemm call below only ever sees in-bounds views.
-fn check_view(len: usize, rows: usize, cols: usize, rs: usize, cs: usize) {
-    if rows > 0 && cols > 0 {
-        let last = (rows - 1) * rs + (cols - 1) * cs;
-        assert!(
-            last < len,
-            "gemm view {rows}x{cols} (strides {rs}, {cs}) exceeds its slice of {len}"
-        );
-    }
-}
-
-impl<T> Mat<T> {
-    /// `s` read as a `rows × cols` matrix with strides `(rs, cs)`.
-    fn view(s: &[T], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        check_view(s.len(), rows, cols, rs, cs);
-        Self {
-            ptr: s.as_ptr(),
-            rs: rs as isize,
-            cs: cs as isize,
-        }
-    }
-
-    /// `s` as a row-major `rows × cols` matrix.
-    fn rows(s: &[T], rows: usize, cols: usize) -> Self {
-        Self::view(s, rows, cols, cols, 1)
-    }
-
-    /// The transpose of a row-major `cols × rows` matrix stored in `s`, as `rows × cols`.
-    fn transposed(s: &[T], rows: usize, cols: usize) -> Self {
-        Self::view(s, rows, cols, 1, rows)
-    }
-}
-
-/// `dst (m×n, row-major) = [dst +] lhs (m×k) · rhs (k×n)`.
-#[allow(clippy::too_many_arguments)]
-fn gemm<T: Float>(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [T],
-    accumulate: bool,
-    lhs: Mat<T>,
-    rhs: Mat<T>,
-    threads: usize,
-) {
-    check_view(dst.len(), m, n, n, 1);
-    if m == 0 || n == 0 {
-        return;
-    }
-    let parallelism = if threads > 1 && m * n * k > 64 * 64 * 64 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: every view was bounds-checked against its slice by `Mat::view` / `check_view`, and
-    // dst is a distinct mutable slice, so it aliases neither operand.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.ptr,
-            lhs.cs,
-            lhs.rs,
-            rhs.ptr,
-            rhs.cs,
-            rhs.rs,
-            if accumulate { T::ONE } else { T::ZERO },
-            T::ONE,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    }
-}
-
-/// The weight `(c_out, cg, kh, kw)` reordered to `(c_out, kh, kw, cg)`, the column order of
-/// [`im2row`].
-fn taps_first<T: Float>(g: &Geometry, w: &[T]) -> Vec<T> {
-    let (cg, taps) = (g.cg(), g.kh * g.kw);
-    let mut wr = vec![T::ZERO; w.len()];
-    for o in 0..g.c_out {
-        for c in 0..cg {
-            for t in 0..taps {
-                wr[(o * taps + t) * cg + c] = w[(o * cg + c) * taps + t];
-            }
-        }
-    }
-    wr
-}
-
-/// The inverse of [`taps_first`].
-fn channels_first<T: Float>(g: &Geometry, wr: &[T]) -> Vec<T> {
-    let (cg, taps) = (g.cg(), g.kh * g.kw);
-    let mut w = vec![T::ZERO; wr.len()];
-    for o in 0..g.c_out {
-        for c in 0..cg {
-            for t in 0..taps {
-                w[(o * cg + c) * taps + t] = wr[(o * taps + t) * cg + c];
-            }
-        }
-    }
-    w
-}
-
-/// The input column `iw` read by output column `ow` and tap `kj`, when it lies in the image.
-fn input_col(g: &Geometry, ow: usize, kj: usize) -> Option<usize> {
-    let iw = (ow * g.stride + kj * g.dilation) as isize - g.padding as isize;
-    (iw >= 0 && iw < g.w as isize).then_some(iw as usize)
-}
-
-/// The input row read by output row `oh` and tap `ki`, when it lies in the image.
-fn input_row(g: &Geometry, oh: usize, ki: usize) -> Option<usize> {
-    let ih = (oh * g.stride + ki * g.dilation) as isize - g.padding as isize;
-    (ih >= 0 && ih < g.h as isize).then_some(ih as usize)
-}
-
-/// When every tap `kj` of output column `ow` lies in the image and the taps are adjacent pixels
-/// of a dense convolution, the first input column: the patch row is then one contiguous run of
-/// `kw·c_in` channels-last values.
-fn contiguous_run(g: &Geometry, ow: usize) -> Option<usize> {
-    if g.dilation != 1 || g.groups != 1 {
-        return None;
-    }
-    let first = (ow * g.stride) as isize - g.padding as isize;
-    (first >= 0 && first as usize + g.kw <= g.w).then_some(first as usize)
-}
-
-/// Patches of group `grp` of one channels-last image `xt: (h·w × c_in)` for the output pixels
-/// `pixels` as the rows of `cols: (pixels.len() × kh·kw·cg)`, column order `(ki, kj, c)`, zero
-/// outside the image.
-fn im2row<T: Float>(
-    g: &Geometry,
-    xt: &[T],
-    grp: usize,
-    pixels: std::ops::Range<usize>,
-    cols: &mut [T],
-) {
-    let (cg, kg, c_in) = (g.cg(), g.k_len(), g.c_in);
-    let run = g.kw * cg;
-    for (r, pixel) in pixels.enumerate() {
-        let (oh, ow) = (pixel / g.wo, pixel % g.wo);
-        let row = &mut cols[r * kg..(r + 1) * kg];
-        let first = contiguous_run(g, ow);
-        for ki in 0..g.kh {
-            let seg = &mut row[ki * run..(ki + 1) * run];
-            let Some(ih) = input_row(g, oh, ki) else {
-                seg.fill(T::ZERO);
-                continue;
-            };
-            let line = &xt[ih * g.w * c_in..(ih + 1) * g.w * c_in];
-            if let Some(iw) = first {
-                seg.copy_from_slice(&line[iw * c_in..(iw + g.kw) * c_in]);
-                continue;
-            }
-            for kj in 0..g.kw {
-                let dst = &mut seg[kj * cg..(kj + 1) * cg];
-                match input_col(g, ow, kj) {
-                    Some(iw) => {
-                        let start = iw * c_in + grp * cg;
-                        dst.copy_from_slice(&line[start..start + cg]);
-                    }
-                    None => dst.fill(T::ZERO),
-                }
-            }
-        }
-    }
-}
-
-/// The adjoint of [`im2row`]: adds every entry of `cols` (rows for the output pixels `pixels`)
-/// onto the channels-last input pixel of group `grp` it was read from.
-fn row2im<T: Float>(
-    g: &Geometry,
-    cols: &[T],
-    grp: usize,
-    pixels: std::ops::Range<usize>,
-    dxt: &mut [T],
-) {
-    let (cg, kg, c_in) = (g.cg(), g.k_len(), g.c_in);
-    let run = g.kw * cg;
-    let add = |dst: &mut [T], src: &[T]| {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d += *s;
-        }
-    };
-    for (r, pixel) in pixels.enumerate() {
-        let (oh, ow) = (pixel / g.wo, pixel % g.wo);
-        let row = &cols[r * kg..(r + 1) * kg];
-        let first = contiguous_run(g, ow);
-        for ki in 0..g.kh {
-            let Some(ih) = input_row(g, oh, ki) else {
-                continue;
-            };
-            let seg = &row[ki * run..(ki + 1) * run];
-            let line = &mut dxt[ih * g.w * c_in..(ih + 1) * g.w * c_in];
-            if let Some(iw) = first {
-                add(&mut line[iw * c_in..(iw + g.kw) * c_in], seg);
-                continue;
-            }
-            for kj in 0..g.kw {
-                if let Some(iw) = input_col(g, ow, kj) {
-                    let start = iw * c_in + grp * cg;
-                    add(&mut line[start..start + cg], &seg[kj * cg..(kj + 1) * cg]);
-                }
-            }
-        }
-    }
-}
-
-fn threads() -> usize {
-    candle_core::utils::get_num_threads().max(1)
-}
-
-/// Output pixels per band: the patches of one band (`band × K` values) are written by
-/// [`im2row`] and read by the gemm while they are still in the core's L2 cache, instead of
-/// making two trips through memory for the whole image.
-fn band_len<T>(g: &Geometry) -> usize {
-    // Unit tests use tiny bands so their small images still span several.
-    let (band_bytes, min_band) = if cfg!(test) { (512, 5) } else { (1 << 20, 256) };
-    let per_pixel = g.k_len() * std::mem::size_of::<T>();
-    (band_bytes / per_pixel.max(1))
-        .max(min_band)
-        .min(g.p_len().max(1))
-}
-
-/// The bands of output pixels of `g`.
-fn bands<T>(g: &Geometry) -> impl Iterator<Item = std::ops::Range<usize>> {
-    let (p, band) = (g.p_len(), band_len::<T>(g));
-    (0..p)
-        .step_by(band)
-        .map(move |start| start..(start + band).min(p))
-}
-
-/// Per-thread work buffers of the patch kernels, kept between calls: allocating and zeroing
-/// them per call cost more than the transposes they serve.
-pub(crate) struct Scratch<T> {
-    /// One image channels-last, `(h·w × c_in)`.
-    image: Vec<T>,
-    /// One band's patches, `(band × K)`.
-    cols: Vec<T>,
-    /// One band's pixel-major output, `(band × og)`.
-    out: Vec<T>,
-}
-
-impl<T: Float> Scratch<T> {
-    const EMPTY: Self = Self {
-        image: Vec::new(),
-        cols: Vec::new(),
-        out: Vec::new(),
-    };
-
-    /// Grows the buffers to the sizes `g` needs (their contents are not cleared).
-    fn fit(&mut self, g: &Geometry) {
-        if g.is_pointwise() {
-            return; // multiplies the NCHW planes directly
-        }
-        let band = band_len::<T>(g);
-        let grow = |v: &mut Vec<T>, len: usize| {
-            if v.len() < len {
-                v.resize(len, T::ZERO);
-            }
-        };
-        grow(&mut self.image, g.hw() * g.c_in);
-        grow(&mut self.cols, band * g.k_len());
-        grow(&mut self.out, band * g.og());
-    }
-}
-
-/// Access to this thread's [`Scratch`] for one float type.
-pub(crate) trait WithScratch: Float {
-    fn with_scratch<R>(g: &Geometry, f: impl FnOnce(&mut Scratch<Self>) -> R) -> R;
-}
-
-macro_rules! thread_scratch {
-    ($t:ty, $name:ident) => {
-        thread_local! {
-            static $name: std::cell::RefCell<Scratch<$t>> =
-                const { std::cell::RefCell::new(Scratch::<$t>::EMPTY) };
-        }
-        impl WithScratch for $t {
-            fn with_scratch<R>(g: &Geometry, f: impl FnOnce(&mut Scratch<Self>) -> R) -> R {
-                $name.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut scratch) => {
-                        scratch.fit(g);
-                        f(&mut scratch)
-                    }
-                    // Re-entered on this thread (a nested parallel gemm ran another
-                    // convolution's work here): use a private buffer.
-                    Err(_) => {
-                        let mut scratch = Scratch::EMPTY;
-                        scratch.fit(g);
-                        f(&mut scratch)
-                    }
-                })
-            }
-        }
-    };
-}
-
-thread_scratch!(f32, SCRATCH_F32);
-thread_scratch!(f64, SCRATCH_F64);
-
-/// Runs `per_image(image index, its chunk of out, scratch, gemm threads)` for every image, each
-/// writing its own `out_per_image`-long chunk of `out`; one contiguous share of the images per
-/// thread when the batch has at least as many images as threads.
-fn for_each_image<T: WithScratch, F>(
-    g: &Geometry,
-    out: &mut [T],
-    out_per_image: usize,
-    per_image: F,
-) where
-    F: Fn(usize, &mut [T], &mut Scratch<T>, usize) + Sync,
-{
-    let threads = threads();
-    let per_image_len = out_per_image.max(1);
-    if g.n >= threads && threads > 1 {
-        let share = g.n.div_ceil(threads);
-        out.par_chunks_mut(per_image_len * share)
-            .enumerate()
-            .for_each(|(t, chunk)| {
-                T::with_scratch(g, |scratch| {
-                    for (j, image) in chunk.chunks_mut(per_image_len).enumerate() {
-                        per_image(t * share + j, image, scratch, 1);
-                    }
-                })
-            });
-    } else {
-        T::with_scratch(g, |scratch| {
-            for (i, image) in out.chunks_mut(per_image_len).enumerate().take(g.n) {
-                per_image(i, image, scratch, threads);
-            }
-        })
-    }
-}
-
-/// `y = conv(x, w) [+ bias]`; `x`, `w` contiguous in the layouts of `g`, `bias: (c_out)`.
-/// Returns `y: (n, c_out, ho, wo)`. The bias is added while the output is written anyway.
+/// `y = conv(x, w) [+ bias]`; `x: (n, c_in, h, w)`, `w: (c_out, c_in/groups, kh, kw)` contiguous,
+/// `bias: (c_out)`. Returns `y: (n, c_out, ho, wo)`.
 pub(crate) fn conv_forward<T: WithScratch>(
     g: &Geometry,
     x: &[T],
     w: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
-    let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
-    let mut y = vec![T::ZERO; g.n * g.c_out * p];
-    // Pointwise convolutions multiply by `w` itself.
-    let wr = if g.is_pointwise() {
-        Vec::new()
+    if implicit::supports(g) {
+        implicit::forward(g, x, w, bias)
     } else {
-        taps_first(g, w)
-    };
-    for_each_image(g, &mut y, g.c_out * p, |i, y_img, s, threads| {
-        let x_img = &x[i * g.c_in * hw..(i + 1) * g.c_in * hw];
-        if !g.is_pointwise() {
-            transpose(x_img, g.c_in, hw, &mut s.image);
-        }
-        for grp in 0..g.groups {
-            let y_g = &mut y_img[grp * og * p..(grp + 1) * og * p];
-            let bias_g = bias.map(|b| &b[grp * og..(grp + 1) * og]);
-            if g.is_pointwise() {
-                let w_g = &w[grp * og * k..(grp + 1) * og * k];
-                let x_g = &x_img[grp * cg * hw..(grp + 1) * cg * hw];
-                if let Some(b) = bias_g {
-                    for (row, &b) in y_g.chunks_mut(p.max(1)).zip(b) {
-                        row.fill(b);
-                    }
-                }
-                let (lhs, rhs) = (Mat::rows(w_g, og, k), Mat::rows(x_g, k, p));
-                gemm(og, p, k, y_g, bias.is_some(), lhs, rhs, threads);
-                continue;
-            }
-            let wr_g = &wr[grp * og * k..(grp + 1) * og * k];
-            for pixels in bands::<T>(g) {
-                let m = pixels.len();
-                im2row(g, &s.image, grp, pixels.clone(), &mut s.cols);
-                let out = &mut s.out[..m * og];
-                // The bias enters as the gemm's initial value: no extra pass over the output.
-                if let Some(b) = bias_g {
-                    for row in out.chunks_mut(og.max(1)) {
-                        row.copy_from_slice(b);
-                    }
-                }
-                let (lhs, rhs) = (Mat::rows(&s.cols, m, k), Mat::transposed(wr_g, k, og));
-                gemm(m, og, k, out, bias_g.is_some(), lhs, rhs, threads);
-                // Pixel-major band into the channel-major output rows.
-                transpose_strided(out, m, og, og, &mut y_g[pixels.start..], p);
-            }
-        }
-    });
-    y
+        patches::forward(g, x, w, bias)
+    }
 }
 
 /// `dx = ∂⟨conv(x, w), dy⟩/∂x` (also the forward pass of the transposed convolution).
 pub(crate) fn conv_input_grad<T: WithScratch>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
-    let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
-    let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
-    // Pointwise convolutions multiply by `w` itself.
-    let wr = if g.is_pointwise() {
-        Vec::new()
+    if implicit::supports_input_grad(g) {
+        implicit::input_grad(g, dy, w)
     } else {
-        taps_first(g, w)
-    };
-    for_each_image(g, &mut dx, g.c_in * hw, |i, dx_img, s, threads| {
-        if !g.is_pointwise() {
-            s.image[..hw * g.c_in].fill(T::ZERO);
-        }
-        for grp in 0..g.groups {
-            let dy_g = &dy[(i * g.c_out + grp * og) * p..(i * g.c_out + (grp + 1) * og) * p];
-            if g.is_pointwise() {
-                let w_g = &w[grp * og * k..(grp + 1) * og * k];
-                let dx_g = &mut dx_img[grp * cg * hw..(grp + 1) * cg * hw];
-                gemm(
-                    k,
-                    p,
-                    og,
-                    dx_g,
-                    false,
-                    Mat::transposed(w_g, k, og),
-                    Mat::rows(dy_g, og, p),
-                    threads,
-                );
-                continue;
-            }
-            let wr_g = &wr[grp * og * k..(grp + 1) * og * k];
-            for pixels in bands::<T>(g) {
-                let m = pixels.len();
-                // dY_g restricted to the band's pixels, read transposed: (m × og), strides (1, p).
-                let dy_band = &dy_g[pixels.start..];
-                gemm(
-                    m,
-                    k,
-                    og,
-                    &mut s.cols[..m * k],
-                    false,
-                    Mat::view(dy_band, m, og, 1, p),
-                    Mat::rows(wr_g, og, k),
-                    threads,
-                );
-                row2im(g, &s.cols, grp, pixels, &mut s.image);
-            }
-        }
-        if !g.is_pointwise() {
-            transpose(&s.image, hw, g.c_in, dx_img);
-        }
-    });
-    dx
+        patches::input_grad(g, dy, w)
+    }
 }
 
 /// `dw = ∂⟨conv(x, w), dy⟩/∂w`, summed over the batch.
 pub(crate) fn conv_weight_grad<T: WithScratch>(g: &Geometry, x: &[T], dy: &[T]) -> Vec<T> {
-    let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
-    let w_len = g.c_out * k;
-    // Accumulates the images `range` into `dw` (in the `taps_first` order unless pointwise).
-    let accumulate = |range: std::ops::Range<usize>, dw: &mut [T], s: &mut Scratch<T>, threads| {
-        for i in range {
-            let x_img = &x[i * g.c_in * hw..(i + 1) * g.c_in * hw];
-            if !g.is_pointwise() {
-                transpose(x_img, g.c_in, hw, &mut s.image);
-            }
-            for grp in 0..g.groups {
-                let dy_g = &dy[(i * g.c_out + grp * og) * p..(i * g.c_out + (grp + 1) * og) * p];
-                let dw_g = &mut dw[grp * og * k..(grp + 1) * og * k];
-                if g.is_pointwise() {
-                    let x_g = &x_img[grp * cg * hw..(grp + 1) * cg * hw];
-                    let (lhs, rhs) = (Mat::rows(dy_g, og, p), Mat::transposed(x_g, p, k));
-                    gemm(og, k, p, dw_g, true, lhs, rhs, threads);
-                    continue;
-                }
-                for pixels in bands::<T>(g) {
-                    let m = pixels.len();
-                    im2row(g, &s.image, grp, pixels.clone(), &mut s.cols);
-                    // dY_g's columns for the band's pixels: (og × m), strides (p, 1).
-                    let lhs = Mat::view(&dy_g[pixels.start..], og, m, p, 1);
-                    gemm(og, k, m, dw_g, true, lhs, Mat::rows(&s.cols, m, k), threads);
-                }
-            }
-        }
-    };
-    let threads = threads();
-    let dw = if g.n >= threads && threads > 1 {
-        let share = g.n.div_ceil(threads);
-        let partials: Vec<Vec<T>> = (0..threads)
-            .into_par_iter()
-            .map(|t| {
-                let mut dw = vec![T::ZERO; w_len];
-                let range = (t * share).min(g.n)..((t + 1) * share).min(g.n);
-                T::with_scratch(g, |s| accumulate(range, &mut dw, s, 1));
-                dw
-            })
-            .collect();
-        let mut parts = partials.into_iter();
-        let mut dw = parts.next().unwrap_or_else(|| vec![T::ZERO; w_len]);
-        for part in parts {
-            for (a, b) in dw.iter_mut().zip(&part) {
-                *a += *b;
-            }
-        }
-        dw
+    if implicit::supports(g) {
+        implicit::weight_grad(g, x, dy)
     } else {
-        let mut dw = vec![T::ZERO; w_len];
-        T::with_scratch(g, |s| accumulate(0..g.n, &mut dw, s, threads));
-        dw
-    };
-    if g.is_pointwise() {
-        dw
-    } else {
-        channels_first(g, &dw)
+        patches::weight_grad(g, x, dy)
+    }
+}
+
+/// Test data shared by the kernel tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Deterministic values in `[-1, 1)`, a different sequence per `seed`.
+    pub(crate) fn data(len: usize, seed: u64) -> Vec<f64> {
+        (0..len)
+            .map(|i| (((i as u64 + 1) * (seed * 2 + 7919)) % 97) as f64 / 48.5 - 1.0)
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::testing::data;
     use super::*;
 
     /// Direct-loop definition of the convolution, independent of im2col and gemm.
@@ -614,101 +96,153 @@ mod tests {
         y
     }
 
-    /// `⟨im2row(x), c⟩ = ⟨x, row2im(c)⟩` for every geometry kind, so the input gradient is the exact
-    /// adjoint of the forward patches.
+    /// Which kernels a test runs.
+    #[derive(Debug, Clone, Copy)]
+    enum Path {
+        Dispatched,
+        Patches,
+    }
+
+    fn run(path: Path, g: &Geometry, x: &[f64], w: &[f64], dy: &[f64]) -> [Vec<f64>; 3] {
+        match path {
+            Path::Dispatched => [
+                conv_forward(g, x, w, None),
+                conv_input_grad(g, dy, w),
+                conv_weight_grad(g, x, dy),
+            ],
+            Path::Patches => [
+                patches::forward(g, x, w, None),
+                patches::input_grad(g, dy, w),
+                patches::weight_grad(g, x, dy),
+            ],
+        }
+    }
+
+    /// (input shape, weight shape, stride, padding, dilation, groups): grouped, depthwise,
+    /// strided, dilated, odd sizes, non-square kernels, padding beyond the kernel, pointwise.
+    type Case = ([usize; 4], [usize; 4], usize, usize, usize, usize);
+
+    const CASES: [Case; 17] = [
+        ([3, 4, 7, 6], [6, 2, 3, 3], 1, 1, 1, 2),
+        ([2, 3, 9, 8], [5, 3, 3, 2], 2, 2, 1, 1),
+        ([1, 2, 8, 8], [4, 2, 3, 3], 3, 0, 2, 1),
+        ([4, 3, 6, 7], [4, 3, 3, 3], 1, 1, 1, 1),
+        ([2, 3, 4, 5], [2, 3, 1, 1], 1, 0, 1, 1),
+        ([2, 4, 5, 5], [4, 1, 3, 3], 1, 1, 1, 4),
+        ([1, 2, 5, 9], [3, 2, 2, 4], 1, 3, 1, 1),
+        ([2, 9, 8, 8], [10, 9, 3, 3], 2, 1, 1, 1),
+        ([3, 8, 9, 7], [8, 8, 3, 3], 2, 1, 1, 1),
+        ([2, 5, 6, 6], [3, 5, 3, 3], 1, 0, 1, 1),
+        ([2, 3, 7, 7], [4, 3, 5, 5], 1, 2, 1, 1),
+        ([1, 3, 10, 9], [4, 3, 7, 7], 2, 3, 1, 1),
+        ([2, 6, 6, 5], [3, 6, 2, 2], 2, 0, 1, 1),
+        ([3, 16, 9, 17], [8, 16, 3, 3], 1, 1, 1, 1),
+        ([2, 8, 8, 8], [16, 8, 3, 3], 1, 2, 1, 1),
+        ([2, 3, 5, 6], [2, 3, 2, 2], 1, 1, 1, 1),
+        ([1, 9, 11, 10], [9, 9, 3, 3], 1, 0, 1, 1),
+    ];
+
+    fn geometry(case: usize) -> Geometry {
+        let (xs, ws, stride, pad, dil, groups) = CASES[case];
+        Geometry::new("test", &xs, &ws, stride, pad, dil, groups).unwrap()
+    }
+
+    /// The implicit kernels are exercised by enough of the cases, on every pass.
     #[test]
-    fn row2im_is_the_adjoint_of_im2row() {
-        let cases = [
-            ([1, 4, 6, 7], [6, 2, 3, 3], 1, 1, 1, 2),
-            ([1, 3, 9, 8], [5, 3, 3, 2], 2, 2, 1, 1),
-            ([1, 2, 8, 8], [4, 2, 3, 3], 3, 0, 2, 1),
-            ([1, 3, 6, 7], [4, 3, 3, 3], 1, 1, 1, 1),
-        ];
-        for (xs, ws, stride, pad, dil, groups) in cases {
-            let g = Geometry::new("test", &xs, &ws, stride, pad, dil, groups).unwrap();
-            let xt = data(g.hw() * g.c_in, 3);
-            let c = data(g.p_len() * g.k_len(), 4);
-            for grp in 0..groups {
-                let mut cols = vec![0.0; c.len()];
-                im2row(&g, &xt, grp, 0..g.p_len(), &mut cols);
-                let mut back = vec![0.0; xt.len()];
-                row2im(&g, &c, grp, 0..g.p_len(), &mut back);
-                let lhs: f64 = cols.iter().zip(&c).map(|(a, b)| a * b).sum();
-                let rhs: f64 = xt.iter().zip(&back).map(|(a, b)| a * b).sum();
+    fn cases_cover_both_kernel_families() {
+        let gs: Vec<Geometry> = (0..CASES.len()).map(geometry).collect();
+        assert!(gs.iter().filter(|g| implicit::supports(g)).count() >= 8);
+        assert!(
+            gs.iter()
+                .filter(|g| implicit::supports_input_grad(g))
+                .count()
+                >= 7
+        );
+        assert!(gs.iter().filter(|g| !implicit::supports(g)).count() >= 3);
+    }
+
+    /// `⟨conv(x, w), dy⟩ = ⟨x, input_grad(dy, w)⟩ = ⟨w, weight_grad(x, dy)⟩` on both kernel
+    /// families, with images split into several bands (unit tests use tiny bands) and both
+    /// threading paths.
+    #[test]
+    fn gradients_are_adjoint_to_the_forward_pass() {
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        for case in 0..CASES.len() {
+            let g = geometry(case);
+            let x = data(g.x_dims().iter().product(), 5);
+            let w = data(g.w_dims().iter().product(), 6);
+            let dy = data(g.n * g.c_out * g.p_len(), 7);
+            for path in [Path::Dispatched, Path::Patches] {
+                let [y, dx, dw] = run(path, &g, &x, &w, &dy);
+                let reference = dot(&y, &dy);
+                let tol = 1e-9 * reference.abs().max(1.0);
                 assert!(
-                    (lhs - rhs).abs() < 1e-9,
-                    "case {xs:?} {ws:?} group {grp}: {lhs} vs {rhs}"
+                    (dot(&x, &dx) - reference).abs() < tol,
+                    "input grad, case {case} ({path:?})"
+                );
+                assert!(
+                    (dot(&w, &dw) - reference).abs() < tol,
+                    "weight grad, case {case} ({path:?})"
                 );
             }
         }
     }
 
-    /// `⟨conv(x, w), dy⟩ = ⟨x, input_grad(dy, w)⟩ = ⟨w, weight_grad(x, dy)⟩`, with images split
-    /// into several bands (unit tests use tiny bands) and both threading paths.
-    #[test]
-    fn gradients_are_adjoint_to_the_forward_pass() {
-        let cases = [
-            ([3, 4, 7, 6], [6, 2, 3, 3], 1, 1, 1, 2),
-            ([2, 3, 9, 8], [5, 3, 3, 2], 2, 2, 1, 1),
-            ([1, 2, 8, 8], [4, 2, 3, 3], 3, 0, 2, 1),
-            ([4, 3, 6, 7], [4, 3, 3, 3], 1, 1, 1, 1),
-            ([2, 3, 4, 5], [2, 3, 1, 1], 1, 0, 1, 1),
-        ];
-        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
-        for (xs, ws, stride, pad, dil, groups) in cases {
-            let g = Geometry::new("test", &xs, &ws, stride, pad, dil, groups).unwrap();
-            assert!(g.is_pointwise() || bands::<f64>(&g).count() > 1 || g.p_len() <= 5);
-            let x = data(xs.iter().product(), 5);
-            let w = data(ws.iter().product(), 6);
-            let dy = data(g.n * g.c_out * g.p_len(), 7);
-            let y = conv_forward(&g, &x, &w, None);
-            let dx = conv_input_grad(&g, &dy, &w);
-            let dw = conv_weight_grad(&g, &x, &dy);
-            let reference = dot(&y, &dy);
-            let tol = 1e-9 * reference.abs().max(1.0);
-            assert!(
-                (dot(&x, &dx) - reference).abs() < tol,
-                "input grad {xs:?} {ws:?}"
-            );
-            assert!(
-                (dot(&w, &dw) - reference).abs() < tol,
-                "weight grad {xs:?} {ws:?}"
-            );
-        }
-    }
-
-    fn data(len: usize, seed: u64) -> Vec<f64> {
-        (0..len)
-            .map(|i| (((i as u64 + 1) * (seed * 2 + 7919)) % 97) as f64 / 48.5 - 1.0)
-            .collect()
+    fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0.0, f64::max)
     }
 
     #[test]
     fn forward_matches_direct_loops() {
-        let cases = [
-            ([2, 4, 7, 6], [6, 2, 3, 3], 1, 1, 1, 2),
-            ([1, 3, 9, 8], [5, 3, 3, 2], 2, 2, 1, 1),
-            ([3, 2, 8, 8], [4, 2, 3, 3], 3, 0, 2, 1),
-            ([2, 4, 5, 5], [4, 1, 3, 3], 1, 1, 1, 4),
-            ([2, 3, 4, 5], [2, 3, 1, 1], 1, 0, 1, 1),
-            ([2, 3, 6, 7], [4, 3, 3, 3], 1, 1, 1, 1),
-            ([1, 2, 5, 9], [3, 2, 2, 4], 1, 3, 1, 1),
-        ];
-        for (xs, ws, stride, pad, dil, groups) in cases {
-            let g = Geometry::new("test", &xs, &ws, stride, pad, dil, groups).unwrap();
-            let x = data(xs.iter().product(), 1);
-            let w = data(ws.iter().product(), 2);
-            let fast = conv_forward(&g, &x, &w, None);
+        for case in 0..CASES.len() {
+            let g = geometry(case);
+            let x = data(g.x_dims().iter().product(), 1);
+            let w = data(g.w_dims().iter().product(), 2);
             let slow = naive(&g, &x, &w);
-            let err = fast
-                .iter()
-                .zip(&slow)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f64::max);
+            let dispatched = conv_forward(&g, &x, &w, None);
+            let patched = patches::forward(&g, &x, &w, None);
             assert!(
-                err < 1e-12,
-                "case {xs:?} {ws:?} s{stride} p{pad} d{dil} g{groups}: error {err}"
+                max_diff(&dispatched, &slow) < 1e-12,
+                "case {case}, dispatched"
             );
+            assert!(max_diff(&patched, &slow) < 1e-12, "case {case}, patches");
+        }
+    }
+
+    /// Both gradients agree between the two kernel families, value by value (adjointness alone
+    /// would not catch an error that cancels in the inner product).
+    #[test]
+    fn gradients_agree_between_kernel_families() {
+        for case in 0..CASES.len() {
+            let g = geometry(case);
+            let x = data(g.x_dims().iter().product(), 3);
+            let w = data(g.w_dims().iter().product(), 4);
+            let dy = data(g.n * g.c_out * g.p_len(), 8);
+            let [_, dx_a, dw_a] = run(Path::Dispatched, &g, &x, &w, &dy);
+            let [_, dx_b, dw_b] = run(Path::Patches, &g, &x, &w, &dy);
+            assert!(max_diff(&dx_a, &dx_b) < 1e-12, "case {case}, input grad");
+            assert!(max_diff(&dw_a, &dw_b) < 1e-12, "case {case}, weight grad");
+        }
+    }
+
+    /// A bias is added to every output pixel once, on both kernel families.
+    #[test]
+    fn bias_is_added_once_per_output() {
+        for case in [3, 7, 0] {
+            let g = geometry(case);
+            let x = data(g.x_dims().iter().product(), 1);
+            let w = data(g.w_dims().iter().product(), 2);
+            let bias = data(g.c_out, 9);
+            let mut want = naive(&g, &x, &w);
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += bias[(i / g.p_len()) % g.c_out];
+            }
+            let got = conv_forward(&g, &x, &w, Some(&bias));
+            assert!(max_diff(&got, &want) < 1e-12, "case {case}");
         }
     }
 }

@@ -3,13 +3,18 @@
 //! candle 0.11.1 computes a convolution's input gradient with a direct-loop transposed
 //! convolution, 10-20x slower than a gemm formulation, which made a training step 8x slower than
 //! PyTorch (issue 3). Here, on the CPU with f32/f64, the forward pass and both gradients are
-//! im2col/col2im around a gemm (see `cpu`), recorded as candle custom ops whose backward passes are
-//! each other (see `ops`). Other devices and dtypes dispatch to candle's own convolutions.
+//! gemms over patches (see `cpu`: read in place from a padded channels-last image for dense
+//! stride-1 kernels, an explicit im2col otherwise), recorded as candle custom ops whose backward
+//! passes are each other (see `ops`). Other devices and dtypes dispatch to candle's own convolutions.
 
 mod cpu;
+mod gemm;
 mod geometry;
+mod implicit;
 mod layers;
 mod ops;
+mod patches;
+mod scratch;
 mod transpose;
 
 use candle_core::{DType, Tensor};

@@ -9,8 +9,9 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
-use super::cpu::{self, WithScratch};
+use super::cpu;
 use super::geometry::Geometry;
+use super::scratch::WithScratch;
 
 /// The three linear maps of one convolution geometry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! gemms. They run on every image of every convolution, forward and backward, so the 8×8 blocks
 //! use AVX shuffles for f32 where the CPU has them.
 
-use super::cpu::Float;
+use super::gemm::Float;
 
 /// Side of the square blocks the transposes work in.
 pub(crate) const BLOCK: usize = 8;
