@@ -98,6 +98,17 @@ impl Norm {
         })
     }
 
+    /// `relu(self.forward(conv.forward(x), train))`; batch norm in training runs all three as one
+    /// op.
+    pub fn forward_conv_relu(&self, conv: &Conv2d, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(match self {
+            Norm::Batch(bn) => {
+                bn.forward_conv_relu(x, &conv.weight, conv.bias.as_ref(), conv.config, train)?
+            }
+            Norm::Group(gn) => relu(&candle_nn::Module::forward(gn, &conv.forward(x)?)?)?,
+        })
+    }
+
     /// `relu(self.forward(x, train))`; batch norm in training runs both as one op.
     pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         Ok(match self {

@@ -14,6 +14,7 @@
 pub mod activation;
 pub mod conv;
 pub mod error;
+pub mod fused;
 pub mod gradcheck;
 mod kernel;
 pub mod linalg;

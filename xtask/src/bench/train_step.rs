@@ -37,6 +37,18 @@ trait StepOps {
     fn batch_norm_relu(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.relu(&self.batch_norm(x, w, b)?)
     }
+    /// `relu(batch_norm(conv3×3(x) + b))` (stride 1, padding 1), which an implementation may
+    /// fuse.
+    fn conv_batch_norm_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        norm_w: &Tensor,
+        norm_b: &Tensor,
+    ) -> Result<Tensor> {
+        self.batch_norm_relu(&self.conv(x, w, b, 1, 1)?, norm_w, norm_b)
+    }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor>;
     fn max_pool_2x2(&self, x: &Tensor) -> Result<Tensor>;
     fn avg_pool_2x2(&self, x: &Tensor) -> Result<Tensor>;
@@ -138,6 +150,29 @@ impl StepOps for CrosskdOps {
         let (y, _, _) = crosskd_ops::norm::batch_norm_relu_train(x, Some(w), Some(b), NORM_EPS)?;
         Ok(y)
     }
+    fn conv_batch_norm_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        norm_w: &Tensor,
+        norm_b: &Tensor,
+    ) -> Result<Tensor> {
+        let cfg = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let (y, _, _) = crosskd_ops::fused::conv2d_batch_norm_relu_train(
+            x,
+            w,
+            Some(b),
+            norm_w,
+            norm_b,
+            cfg,
+            NORM_EPS,
+        )?;
+        Ok(y)
+    }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok(crosskd_ops::norm::group_norm(
             x,
@@ -180,8 +215,9 @@ enum OpCall {
         x: Vec<usize>,
         w: Vec<usize>,
     },
-    BatchNormRelu {
+    ConvBatchNormRelu {
         x: Vec<usize>,
+        w: Vec<usize>,
     },
     GroupNorm {
         x: Vec<usize>,
@@ -207,7 +243,7 @@ impl OpCall {
             OpCall::Conv { w, .. } if w[2] == 1 => "conv2d 1×1",
             OpCall::Conv { .. } => "conv2d 3×3",
             OpCall::ConvTranspose { .. } => "conv_transpose2d",
-            OpCall::BatchNormRelu { .. } => "batch_norm + relu",
+            OpCall::ConvBatchNormRelu { .. } => "conv2d 3×3 + batch_norm + relu",
             OpCall::GroupNorm { .. } => "group_norm",
             OpCall::MaxPool { .. } => "max_pool2d",
             OpCall::AvgPool { .. } => "avg_pool2d",
@@ -321,12 +357,13 @@ impl Reference {
 
     fn block(&self, ops: &Recorder, i: usize, x: &Tensor) -> Result<Tensor> {
         let b = &self.blocks[i];
-        let y = ops.conv(x, &b.conv_w, &b.conv_b, b.stride, 1)?;
         if b.group_norm {
+            let y = ops.conv(x, &b.conv_w, &b.conv_b, b.stride, 1)?;
             let y = ops.group_norm(&y, 8, &b.norm_w, &b.norm_b)?;
             ops.relu(&y)
         } else {
-            ops.batch_norm_relu(&y, &b.norm_w, &b.norm_b)
+            debug_assert_eq!(b.stride, 1);
+            ops.conv_batch_norm_relu(x, &b.conv_w, &b.conv_b, &b.norm_w, &b.norm_b)
         }
     }
 
@@ -385,11 +422,19 @@ impl Recorder<'_> {
         });
         self.ops.conv_transpose_2x2(x, w, b)
     }
-    fn batch_norm_relu(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
-        self.note(|| OpCall::BatchNormRelu {
+    fn conv_batch_norm_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        norm_w: &Tensor,
+        norm_b: &Tensor,
+    ) -> Result<Tensor> {
+        self.note(|| OpCall::ConvBatchNormRelu {
             x: x.dims().to_vec(),
+            w: w.dims().to_vec(),
         });
-        self.ops.batch_norm_relu(x, w, b)
+        self.ops.conv_batch_norm_relu(x, w, b, norm_w, norm_b)
     }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.note(|| OpCall::GroupNorm {
@@ -515,9 +560,12 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
                 };
                 (var(rng, x)?, vec![var(rng, w)?, var(rng, &[out_c])?])
             }
-            OpCall::BatchNormRelu { x } | OpCall::GroupNorm { x, .. } => {
-                (var(rng, x)?, vec![ones(x[1])?, zeros(x[1])?])
+            OpCall::ConvBatchNormRelu { x, w } => {
+                let c = w[0];
+                let extra = vec![var(rng, w)?, var(rng, &[c])?, ones(c)?, zeros(c)?];
+                (var(rng, x)?, extra)
             }
+            OpCall::GroupNorm { x, .. } => (var(rng, x)?, vec![ones(x[1])?, zeros(x[1])?]),
             OpCall::MaxPool { x }
             | OpCall::AvgPool { x }
             | OpCall::Upsample { x }
@@ -529,7 +577,9 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
                 ops.conv(&x, &extra[0], &extra[1], *stride, *pad)?
             }
             OpCall::ConvTranspose { .. } => ops.conv_transpose_2x2(&x, &extra[0], &extra[1])?,
-            OpCall::BatchNormRelu { .. } => ops.batch_norm_relu(&x, &extra[0], &extra[1])?,
+            OpCall::ConvBatchNormRelu { .. } => {
+                ops.conv_batch_norm_relu(&x, &extra[0], &extra[1], &extra[2], &extra[3])?
+            }
             OpCall::GroupNorm { groups, .. } => {
                 ops.group_norm(&x, *groups, &extra[0], &extra[1])?
             }

@@ -138,7 +138,7 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.norm1.forward_relu(&self.conv1.forward(x)?, train)?;
+        let h = self.norm1.forward_conv_relu(&self.conv1, x, train)?;
         let h = self.norm2.forward(&self.conv2.forward(&h)?, train)?;
         let identity = match &self.shortcut {
             Some((conv, norm)) => norm.forward(&conv.forward(x)?, train)?,
@@ -217,7 +217,7 @@ impl TappedNetwork for SmallResnet {
         let mut rec = TapRecorder::new(self, x, taps)?;
         let mut h = self
             .stem_norm
-            .forward_relu(&self.stem_conv.forward(x)?, train)?;
+            .forward_conv_relu(&self.stem_conv, x, train)?;
         rec.offer("stem", &h);
         for (s, blocks) in self.stages.iter().enumerate() {
             for block in blocks {

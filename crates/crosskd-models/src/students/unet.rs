@@ -141,8 +141,8 @@ impl DoubleConv {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.norm1.forward_relu(&self.conv1.forward(x)?, train)?;
-        self.norm2.forward_relu(&self.conv2.forward(&x)?, train)
+        let x = self.norm1.forward_conv_relu(&self.conv1, x, train)?;
+        self.norm2.forward_conv_relu(&self.conv2, &x, train)
     }
 }
 
@@ -266,9 +266,7 @@ impl TappedNetwork for Unet {
             let skip = &skips[i];
             let (_, _, sh, sw) = skip.dims4()?;
             let up = self.resize(&h, sh, sw)?;
-            let up = dec
-                .up_norm
-                .forward_relu(&dec.up_conv.forward(&up)?, train)?;
+            let up = dec.up_norm.forward_conv_relu(&dec.up_conv, &up, train)?;
             let joined = if self.cfg.skip_connections {
                 Tensor::cat(&[skip, &up], 1)?
             } else {

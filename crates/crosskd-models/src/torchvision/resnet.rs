@@ -90,11 +90,10 @@ impl Block {
         let mut h = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            let z = conv.forward(&h)?;
             h = if i != last {
-                bn.forward_relu(&z, train)?
+                bn.forward_conv_relu(conv, &h, train)?
             } else {
-                bn.forward(&z, train)?
+                bn.forward(&conv.forward(&h)?, train)?
             };
         }
         let identity = match &self.downsample {
@@ -173,7 +172,7 @@ impl TappedNetwork for ResNet {
         taps: &[&str],
     ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
-        let h = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
+        let h = self.bn1.forward_conv_relu(&self.conv1, x, train)?;
         let mut h = crosskd_ops::pool::max_pool2d(&h, (3, 3), (2, 2), (1, 1))?;
         rec.offer("stem", &h);
         for (l, blocks) in self.layers.iter().enumerate() {

@@ -7,14 +7,14 @@
 //! stride-1 kernels, an explicit im2col otherwise), recorded as candle custom ops whose backward
 //! passes are each other (see `ops`). Other devices and dtypes dispatch to candle's own convolutions.
 
-mod cpu;
+pub(crate) mod cpu;
 mod gemm;
-mod geometry;
+pub(crate) mod geometry;
 mod implicit;
 mod layers;
-mod ops;
+pub(crate) mod ops;
 mod patches;
-mod scratch;
+pub(crate) mod scratch;
 mod transpose;
 
 use candle_core::{DType, Tensor};
@@ -77,7 +77,7 @@ impl Default for ConvTranspose2dConfig {
 }
 
 /// Whether the gemm kernels of this module handle these operands (CPU, both f32 or both f64).
-fn runs_on_cpu_kernels(x: &Tensor, weight: &Tensor) -> bool {
+pub(crate) fn runs_on_cpu_kernels(x: &Tensor, weight: &Tensor) -> bool {
     x.device().is_cpu()
         && x.dtype() == weight.dtype()
         && matches!(x.dtype(), DType::F32 | DType::F64)

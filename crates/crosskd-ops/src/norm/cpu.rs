@@ -49,7 +49,7 @@ fn lane_dot_and_sum<T: WithDType>(g: &[T], x: &[T], h: impl Fn(f64) -> f64) -> (
 
 /// Per-channel mean and biased variance computed by the forward pass.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Stats {
+pub(crate) struct Stats {
     pub mean: Vec<f64>,
     pub var: Vec<f64>,
 }
@@ -59,7 +59,7 @@ pub(super) struct Stats {
 /// The forward pass leaves the statistics in `stats` (shared with the caller, which needs them for
 /// batch norm's running averages, and with the backward pass, which needs `1/σ`).
 #[derive(Debug, Clone)]
-pub(super) struct Standardize {
+pub(crate) struct Standardize {
     pub a: usize,
     pub c: usize,
     pub b: usize,
@@ -476,13 +476,14 @@ impl CustomOp1 for ChannelSum {
 /// the forward pass is one write and the backward pass one reduction and one write (after masking
 /// the gradient where the ReLU was off), `x̂` recomputed from `x` on the fly.
 #[derive(Debug, Clone)]
-pub(super) struct BatchNormAffine {
+pub(crate) struct BatchNormAffine {
     pub shape: Standardize,
     pub relu: bool,
 }
 
 impl BatchNormAffine {
-    fn forward<T: WithDType>(&self, x: &[T], w: &[T], bias: &[T]) -> Vec<T> {
+    /// `y` from `x` and the affine parameters; leaves the statistics in `self.shape.stats`.
+    pub(crate) fn forward<T: WithDType>(&self, x: &[T], w: &[T], bias: &[T]) -> Vec<T> {
         let s = &self.shape;
         let stats = s.measure(x);
         let mut y = x.to_vec();
@@ -544,6 +545,21 @@ impl candle_core::CustomOp3 for BatchNormAffine {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, dbias) = self.backward(x, w, res, grad)?;
+        Ok((Some(dx), Some(dw), Some(dbias)))
+    }
+}
+
+impl BatchNormAffine {
+    /// `(dx, dw, dbias)` at input `x`, weight `w` and output `res` for the output gradient `grad`
+    /// (the statistics are those the forward pass left in `self.shape.stats`).
+    pub(crate) fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (mean, inv_std) = self.shape.mean_and_inv_std();
         let grad = if self.relu {
             crate::activation::relu_backward(grad, res)?
@@ -581,7 +597,7 @@ impl candle_core::CustomOp3 for BatchNormAffine {
                 .collect(),
         };
         let dx = grad.apply_op2_no_bwd(&x, &dx_op)?;
-        Ok((Some(dx), Some(sums.get(0)?), Some(sums.get(1)?)))
+        Ok((dx, sums.get(0)?, sums.get(1)?))
     }
 }
 

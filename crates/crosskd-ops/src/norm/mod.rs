@@ -27,7 +27,7 @@ use candle_nn::{Init, VarBuilder};
 
 use crate::{Error, Result};
 
-mod cpu;
+pub(crate) mod cpu;
 
 /// Whether the hand-written CPU kernel applies (f32/f64 on the CPU).
 fn use_cpu_kernel(x: &Tensor) -> bool {
@@ -103,7 +103,11 @@ fn fused_batch_norm(
 }
 
 /// The `(μ, σ²)` a CPU kernel left in `stats`, as tensors of `x`'s dtype and device.
-fn stats_tensors(stats: &Mutex<cpu::Stats>, c: usize, x: &Tensor) -> Result<(Tensor, Tensor)> {
+pub(crate) fn stats_tensors(
+    stats: &Mutex<cpu::Stats>,
+    c: usize,
+    x: &Tensor,
+) -> Result<(Tensor, Tensor)> {
     let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let mean = Tensor::from_vec(stats.mean, c, x.device())?.to_dtype(x.dtype())?;
     let var = Tensor::from_vec(stats.var, c, x.device())?.to_dtype(x.dtype())?;
@@ -505,9 +509,48 @@ impl BatchNorm2d {
         }
     }
 
+    /// `relu(self.forward_t(conv2d(x, conv_weight) + conv_bias, train))`; in training with affine
+    /// parameters, the convolution, normalisation and ReLU run as one op
+    /// ([`crate::fused::conv2d_batch_norm_relu_train`]).
+    pub fn forward_conv_relu(
+        &self,
+        x: &Tensor,
+        conv_weight: &Tensor,
+        conv_bias: Option<&Tensor>,
+        conv_cfg: crate::conv::Conv2dConfig,
+        train: bool,
+    ) -> Result<Tensor> {
+        match (&self.weight, &self.bias) {
+            (Some(w), Some(b)) if train => {
+                let stats = crate::fused::conv2d_batch_norm_relu_train(
+                    x,
+                    conv_weight,
+                    conv_bias,
+                    w,
+                    b,
+                    conv_cfg,
+                    self.config.eps,
+                )?;
+                self.update_running(stats)
+            }
+            _ => {
+                let z = crate::conv::conv2d(x, conv_weight, conv_bias, conv_cfg)?;
+                self.forward_relu(&z, train)
+            }
+        }
+    }
+
     fn train_step(&self, x: &Tensor, normalise: TrainingNorm) -> Result<Tensor> {
-        let (y, mean, var) =
-            normalise(x, self.weight.as_ref(), self.bias.as_ref(), self.config.eps)?;
+        self.update_running(normalise(
+            x,
+            self.weight.as_ref(),
+            self.bias.as_ref(),
+            self.config.eps,
+        )?)
+    }
+
+    /// Folds the batch statistics of a training step into the running ones; returns `y`.
+    fn update_running(&self, (y, mean, var): (Tensor, Tensor, Tensor)) -> Result<Tensor> {
         let m = self.config.momentum;
         let update = |stat: &Var, batch: &Tensor| -> Result<()> {
             let old = stat.as_tensor().detach();

@@ -1,0 +1,204 @@
+//! The fused convolution + batch norm + ReLU op: finite-difference gradients, and agreement (values,
+//! statistics, gradients, running averages) with the separate ops it replaces.
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use crosskd_ops::conv::{conv2d, conv2d_layer, Conv2dConfig};
+use crosskd_ops::fused::conv2d_batch_norm_relu_train;
+use crosskd_ops::gradcheck::{assert_gradients, random_f64};
+use crosskd_ops::norm::{batch_norm2d, batch_norm_relu_train, BatchNormConfig};
+
+const EPS: f64 = 1e-6;
+const TOL: f64 = 1e-6;
+const NORM_EPS: f64 = 1e-5;
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max)
+}
+
+fn cfg(stride: usize, padding: usize, groups: usize) -> Conv2dConfig {
+    Conv2dConfig {
+        stride,
+        padding,
+        groups,
+        ..Default::default()
+    }
+}
+
+/// (input, weight, config): the implicit-gemm geometry, a strided and a grouped one.
+fn cases() -> Vec<([usize; 4], [usize; 4], Conv2dConfig)> {
+    vec![
+        ([2, 3, 5, 6], [4, 3, 3, 3], cfg(1, 1, 1)),
+        ([2, 4, 6, 5], [6, 4, 3, 3], cfg(2, 1, 1)),
+        ([3, 4, 4, 4], [4, 2, 3, 3], cfg(1, 1, 2)),
+    ]
+}
+
+#[test]
+fn fused_gradients_match_finite_differences() {
+    for (i, (xs, ws, cfg)) in cases().into_iter().enumerate() {
+        let seed = 10 * i as u64;
+        let c = ws[0];
+        let inputs = [
+            random_f64(&xs, seed).unwrap(),
+            random_f64(&ws, seed + 1).unwrap(),
+            random_f64(&[c], seed + 2).unwrap(),
+            random_f64(&[c], seed + 3).unwrap(),
+            random_f64(&[c], seed + 4).unwrap(),
+        ];
+        assert_gradients(
+            &format!("conv2d_batch_norm_relu_train case {i}"),
+            |a| {
+                Ok(conv2d_batch_norm_relu_train(
+                    &a[0],
+                    &a[1],
+                    Some(&a[2]),
+                    &a[3],
+                    &a[4],
+                    cfg,
+                    NORM_EPS,
+                )?
+                .0)
+            },
+            &inputs,
+            EPS,
+            TOL,
+        );
+    }
+}
+
+/// Output, statistics and every gradient equal those of `batch_norm_relu_train(conv2d(..))`, with
+/// and without a convolution bias.
+#[test]
+fn fused_matches_the_separate_ops() {
+    for (i, (xs, ws, cfg)) in cases().into_iter().enumerate() {
+        for with_bias in [true, false] {
+            let seed = 100 + 10 * i as u64;
+            let c = ws[0];
+            let var = |shape: &[usize], s: u64| Var::from_tensor(&random_f64(shape, s).unwrap());
+            let (x, w, b) = (
+                var(&xs, seed).unwrap(),
+                var(&ws, seed + 1).unwrap(),
+                var(&[c], seed + 2).unwrap(),
+            );
+            let (nw, nb) = (var(&[c], seed + 3).unwrap(), var(&[c], seed + 4).unwrap());
+            let r = random_f64(&[xs[0], c, 1, 1], seed + 5).unwrap();
+            let bias = with_bias.then(|| b.as_tensor());
+            let fused =
+                conv2d_batch_norm_relu_train(&x, &w, bias, &nw, &nb, cfg, NORM_EPS).unwrap();
+            let z = conv2d(&x, &w, bias, cfg).unwrap();
+            let separate = batch_norm_relu_train(&z, Some(&nw), Some(&nb), NORM_EPS).unwrap();
+            let what = format!("case {i}, bias {with_bias}");
+            for (got, want, name) in [
+                (&fused.0, &separate.0, "output"),
+                (&fused.1, &separate.1, "mean"),
+                (&fused.2, &separate.2, "variance"),
+            ] {
+                assert!(
+                    max_diff(&values(got), &values(want)) < 1e-12,
+                    "{what}: {name}"
+                );
+            }
+            let loss = |y: &Tensor| {
+                y.broadcast_mul(&r)
+                    .unwrap()
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+            };
+            let g_fused = loss(&fused.0).backward().unwrap();
+            let g_separate = loss(&separate.0).backward().unwrap();
+            let mut params = vec![
+                ("x", &x),
+                ("w", &w),
+                ("norm weight", &nw),
+                ("norm bias", &nb),
+            ];
+            if with_bias {
+                params.push(("conv bias", &b));
+            }
+            for (name, p) in params {
+                let (a, e) = (g_fused.get(p), g_separate.get(p));
+                let (a, e) = (a.expect("fused gradient"), e.expect("separate gradient"));
+                let diff = max_diff(&values(a), &values(e));
+                assert!(
+                    diff < 1e-10,
+                    "{what}: gradient of {name} differs by {diff:e}"
+                );
+            }
+        }
+    }
+}
+
+/// The layer path updates the running statistics exactly like the separate ops do, and falls back
+/// to them in evaluation mode.
+#[test]
+fn batch_norm_layer_conv_relu_matches_the_separate_layers() {
+    let build = || {
+        let map = VarMap::new();
+        let vb = VarBuilder::from_varmap(&map, DType::F64, &Device::Cpu);
+        let conv = conv2d_layer(3, 4, 3, cfg(1, 1, 1), true, vb.pp("conv")).unwrap();
+        let bn = batch_norm2d(4, BatchNormConfig::default(), vb.pp("bn")).unwrap();
+        (map, conv, bn)
+    };
+    // Same seeded initialisation: both maps are filled with the same values below.
+    let (map_a, conv_a, bn_a) = build();
+    let (map_b, conv_b, bn_b) = build();
+    for (name, var) in map_a.data().lock().unwrap().iter() {
+        let other = &map_b.data().lock().unwrap()[name];
+        other.set(var.as_tensor()).unwrap();
+    }
+    let x = random_f64(&[2, 3, 5, 5], 7).unwrap();
+    for train in [true, true, false] {
+        let fused = bn_a
+            .forward_conv_relu(&x, conv_a.weight(), conv_a.bias(), conv_a.config(), train)
+            .unwrap();
+        let z = candle_core::Module::forward(&conv_b, &x).unwrap();
+        let separate = bn_b.forward_relu(&z, train).unwrap();
+        assert!(
+            max_diff(&values(&fused), &values(&separate)) < 1e-12,
+            "train={train}"
+        );
+        for (a, b) in [
+            (bn_a.running_mean(), bn_b.running_mean()),
+            (bn_a.running_var(), bn_b.running_var()),
+            (bn_a.num_batches_tracked(), bn_b.num_batches_tracked()),
+        ] {
+            assert!(
+                max_diff(&values(a), &values(b)) < 1e-12,
+                "running statistics, train={train}"
+            );
+        }
+    }
+}
+
+#[test]
+fn wrong_parameter_shapes_are_named() {
+    let x = random_f64(&[1, 2, 4, 4], 1).unwrap();
+    let w = random_f64(&[3, 2, 3, 3], 2).unwrap();
+    let good = random_f64(&[3], 3).unwrap();
+    let bad = random_f64(&[2], 4).unwrap();
+    let err = conv2d_batch_norm_relu_train(&x, &w, None, &good, &bad, cfg(1, 1, 1), NORM_EPS)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("norm bias of shape (3)"), "{err}");
+    let err =
+        conv2d_batch_norm_relu_train(&x, &w, Some(&bad), &good, &good, cfg(1, 1, 1), NORM_EPS)
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("conv bias of shape (3)"), "{err}");
+}
