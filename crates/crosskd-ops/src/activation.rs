@@ -33,12 +33,6 @@ fn clamp(x: &Tensor, max: Option<f64>) -> Result<Tensor> {
     })
 }
 
-/// The gradient of `relu` from its output `y`: `grad` where `y > 0`, else 0 (CPU, f32/f64).
-pub(crate) fn relu_backward(grad: &Tensor, y: &Tensor) -> candle_core::Result<Tensor> {
-    grad.contiguous()?
-        .apply_op2_no_bwd(&y.contiguous()?, &ClampBackward(Clamp { max: None }))
-}
-
 /// Elements per parallel chunk: large enough that rayon's overhead is negligible.
 const CHUNK: usize = 1 << 14;
 

@@ -217,7 +217,10 @@ impl CustomOp3 for ConvBatchNormRelu {
         let (dz, d_norm_weight, d_norm_bias) = self.norm.backward(&z, &norm_weight, res, grad)?;
         let mut d_params = vec![d_norm_weight, d_norm_bias];
         if self.has_bias {
-            d_params.insert(0, crate::norm::channel_sums(&dz)?);
+            // The bias shifts every value of its channel and the batch mean with them, so it
+            // cancels: its gradient is exactly zero (PyTorch sums dz, which is zero up to
+            // rounding).
+            d_params.insert(0, d_params[0].zeros_like()?);
         }
         let conv = ConvOp {
             kind: Kind::Forward,

@@ -104,3 +104,57 @@ pub(crate) fn run_ternary_float(
         ),
     })
 }
+
+/// `out[i] = f(&params(chunk), a[i], b[i], c[i])` over `block`-long chunks in parallel, each
+/// output written once (no zero fill or copy of an input first: that extra pass over every large
+/// tensor showed in the profile of the training step). `params` computes a chunk's constants once,
+/// e.g. its channel's coefficients.
+pub(crate) fn map3_blocks<T, P>(
+    (a, b, c): (&[T], &[T], &[T]),
+    block: usize,
+    params: impl Fn(usize) -> P + Sync,
+    f: impl Fn(&P, T, T, T) -> T + Copy + Sync,
+) -> Vec<T>
+where
+    T: Copy + Send + Sync,
+{
+    use rayon::prelude::*;
+    let len = a.len();
+    assert!(
+        b.len() == len && c.len() == len,
+        "map3_blocks: operand lengths"
+    );
+    let block = block.max(1);
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(block)
+        .zip(a.par_chunks(block))
+        .zip(b.par_chunks(block).zip(c.par_chunks(block)))
+        .enumerate()
+        .for_each(|(i, ((o, ac), (bc, cc)))| {
+            // `f` and `p` copied onto this frame: read through a pointer, the compiler would have
+            // to assume the writes to `o` could change them, and would not vectorise the loop.
+            let (f, p) = (f, params(i));
+            for (o, ((&x, &y), &z)) in o.iter_mut().zip(ac.iter().zip(bc).zip(cc)) {
+                o.write(f(&p, x, y, z));
+            }
+        });
+    // SAFETY: the first `len` slots were split into chunks of the same lengths as the operands'
+    // (all `len` long, asserted above), and every slot of every chunk was written in the loop.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `out[i] = f(&params(chunk), a[i])`: [`map3_blocks`] for one operand.
+pub(crate) fn map_blocks<T, P>(
+    a: &[T],
+    block: usize,
+    params: impl Fn(usize) -> P + Sync,
+    f: impl Fn(&P, T) -> T + Copy + Sync,
+) -> Vec<T>
+where
+    T: Copy + Send + Sync,
+{
+    // The same slice three times: the extra reads hit the line just loaded.
+    map3_blocks((a, a, a), block, params, move |p, x, _, _| f(p, x))
+}

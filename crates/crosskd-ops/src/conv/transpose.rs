@@ -7,8 +7,7 @@ use super::gemm::Float;
 /// Side of the square blocks the transposes work in.
 pub(crate) const BLOCK: usize = 8;
 
-/// `dst (cols × rows) = srcᵀ` for a row-major `src (rows × cols)`: in 8×8 blocks, for each block
-/// column every block row in turn, so each output line is written whole while it is in cache.
+/// `dst (cols × rows) = srcᵀ` for a row-major `src (rows × cols)`, in 8×8 blocks.
 pub(crate) fn transpose<T: Float>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     transpose_strided(src, rows, cols, cols, dst, rows)
 }
@@ -31,14 +30,29 @@ pub(crate) fn transpose_strided<T: Float>(
         &mut dst[..(cols - 1) * dst_stride + rows],
     );
     let (rows_in_blocks, cols_in_blocks) = (rows / BLOCK * BLOCK, cols / BLOCK * BLOCK);
-    for c0 in (0..cols_in_blocks).step_by(BLOCK) {
+    let mut block = |r0: usize, c0: usize| {
+        T::transpose_block(
+            &src[r0 * src_stride + c0..],
+            src_stride,
+            &mut dst[c0 * dst_stride + r0..],
+            dst_stride,
+        )
+    };
+    // Whichever side has its lines far apart is walked 8 lines at a time, so that only 8 of its
+    // lines are live at once: lines a page or more apart share cache sets, and walking all of them
+    // per block (say the 32 channel planes of an NCHW image) evicts each line before its second
+    // half is read.
+    if src_stride > dst_stride {
         for r0 in (0..rows_in_blocks).step_by(BLOCK) {
-            T::transpose_block(
-                &src[r0 * src_stride + c0..],
-                src_stride,
-                &mut dst[c0 * dst_stride + r0..],
-                dst_stride,
-            );
+            for c0 in (0..cols_in_blocks).step_by(BLOCK) {
+                block(r0, c0);
+            }
+        }
+    } else {
+        for c0 in (0..cols_in_blocks).step_by(BLOCK) {
+            for r0 in (0..rows_in_blocks).step_by(BLOCK) {
+                block(r0, c0);
+            }
         }
     }
     // The ragged edges: last rows (all columns) and last columns (block rows).

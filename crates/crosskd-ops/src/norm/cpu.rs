@@ -7,8 +7,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithD
 use rayon::prelude::*;
 
 use crate::kernel::{
-    run_binary_float, run_ternary_float, run_unary_float, BinaryFloatKernel, TernaryFloatKernel,
-    UnaryFloatKernel,
+    map3_blocks, map_blocks, run_binary_float, run_ternary_float, run_unary_float,
+    BinaryFloatKernel, TernaryFloatKernel, UnaryFloatKernel,
 };
 
 /// Partial sums per reduction: one f64 accumulator is a serial chain of dependent adds that
@@ -43,6 +43,44 @@ fn lane_dot_and_sum<T: WithDType>(g: &[T], x: &[T], h: impl Fn(f64) -> f64) -> (
     for (gv, xv) in gc.remainder().iter().zip(xc.remainder()) {
         d += gv.to_f64() * h(xv.to_f64());
         s += gv.to_f64();
+    }
+    (d, s)
+}
+
+/// [`lane_dot_and_sum`] of `g` masked by `y > 0` (when `relu`) against `x`.
+fn lane_dot_and_sum_masked<T: WithDType>(
+    g: &[T],
+    x: &[T],
+    y: &[T],
+    relu: bool,
+    h: impl Fn(f64) -> f64,
+) -> (f64, f64) {
+    if !relu {
+        return lane_dot_and_sum(g, x, h);
+    }
+    let (mut dot, mut sum) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let (mut gc, mut xc, mut yc) = (
+        g.chunks_exact(LANES),
+        x.chunks_exact(LANES),
+        y.chunks_exact(LANES),
+    );
+    for ((gs, xs), ys) in (&mut gc).zip(&mut xc).zip(&mut yc) {
+        for i in 0..LANES {
+            let gv = relu_masked(true, gs[i], ys[i]).to_f64();
+            dot[i] += gv * h(xs[i].to_f64());
+            sum[i] += gv;
+        }
+    }
+    let (mut d, mut s): (f64, f64) = (dot.iter().sum(), sum.iter().sum());
+    for ((gv, xv), yv) in gc
+        .remainder()
+        .iter()
+        .zip(xc.remainder())
+        .zip(yc.remainder())
+    {
+        let gv = relu_masked(true, *gv, *yv).to_f64();
+        d += gv * h(xv.to_f64());
+        s += gv;
     }
     (d, s)
 }
@@ -486,30 +524,24 @@ impl BatchNormAffine {
     pub(crate) fn forward<T: WithDType>(&self, x: &[T], w: &[T], bias: &[T]) -> Vec<T> {
         let s = &self.shape;
         let stats = s.measure(x);
-        let mut y = x.to_vec();
-        if s.b > 0 {
-            y.par_chunks_mut(s.b).enumerate().for_each(|(block, yb)| {
-                let c = block % s.c;
-                let (mean, var) = stats[c];
-                // y = x·scale + shift, folded per channel.
-                let scale = w[c].to_f64() / (var + s.eps).sqrt();
-                let shift = bias[c].to_f64() - mean * scale;
-                let (scale, shift) = (T::from_f64(scale), T::from_f64(shift));
-                if self.relu {
-                    let zero = T::zero();
-                    for v in yb {
-                        let z = *v * scale + shift;
-                        // NaN passes through (it must reach the loss), as in PyTorch.
-                        *v = if z < zero { zero } else { z };
-                    }
-                } else {
-                    for v in yb {
-                        *v = *v * scale + shift;
-                    }
-                }
-            });
-        }
-        y
+        let relu = self.relu;
+        // y = x·scale + shift, folded per channel.
+        let coeffs = |block: usize| {
+            let c = block % s.c;
+            let (mean, var) = stats[c];
+            let scale = w[c].to_f64() / (var + s.eps).sqrt();
+            let shift = bias[c].to_f64() - mean * scale;
+            (T::from_f64(scale), T::from_f64(shift))
+        };
+        map_blocks(x, s.b, coeffs, move |&(scale, shift), v| {
+            let z = v * scale + shift;
+            // NaN passes through (it must reach the loss), as in PyTorch.
+            if relu && z < T::zero() {
+                T::zero()
+            } else {
+                z
+            }
+        })
     }
 }
 
@@ -561,19 +593,17 @@ impl BatchNormAffine {
         grad: &Tensor,
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (mean, inv_std) = self.shape.mean_and_inv_std();
-        let grad = if self.relu {
-            crate::activation::relu_backward(grad, res)?
-        } else {
-            grad.contiguous()?
-        };
-        let x = x.contiguous()?;
+        let (grad, x, res) = (grad.contiguous()?, x.contiguous()?, res.contiguous()?);
+        // The ReLU's mask (`res > 0`) is applied to `grad` inside both kernels rather than
+        // written out as a masked copy first.
         let sums_op = BatchNormSums {
             shape: self.shape.clone(),
+            relu: self.relu,
             mean: mean.clone(),
             inv_std: inv_std.clone(),
         };
         // (2, C): Σ g·x̂ (the weight gradient) and Σ g (the bias gradient).
-        let sums = grad.apply_op2_no_bwd(&x, &sums_op)?;
+        let sums = grad.apply_op3_no_bwd(&x, &res, &sums_op)?;
         let flat: Vec<f64> = sums
             .to_dtype(candle_core::DType::F64)?
             .flatten_all()?
@@ -583,6 +613,7 @@ impl BatchNormAffine {
         let c = self.shape.c;
         let dx_op = BatchNormInputGrad {
             shape: self.shape.clone(),
+            relu: self.relu,
             mean,
             // dx = w·inv_std·(g − Σg/m − x̂·Σ(g·x̂)/m), per channel.
             coeffs: (0..c)
@@ -596,28 +627,45 @@ impl BatchNormAffine {
                 })
                 .collect(),
         };
-        let dx = grad.apply_op2_no_bwd(&x, &dx_op)?;
+        let dx = grad.apply_op3_no_bwd(&x, &res, &dx_op)?;
         Ok((dx, sums.get(0)?, sums.get(1)?))
     }
 }
 
-/// `(Σ g·x̂, Σ g)` per channel as a `(2, C)` tensor, `x̂` recomputed from `x`.
+/// `g` where the ReLU let its input through (`y > 0`, so NaN counts as blocked, as in
+/// `activation::relu`'s backward), else 0; `g` itself without a ReLU.
+#[inline(always)]
+fn relu_masked<T: WithDType>(relu: bool, g: T, y: T) -> T {
+    // `|`, not `||`: a select without a branch, which vectorises.
+    let keep = (y > T::zero()) | !relu;
+    if keep {
+        g
+    } else {
+        T::zero()
+    }
+}
+
+/// `(Σ g·x̂, Σ g)` per channel as a `(2, C)` tensor from `(g, x, y)`, `x̂` recomputed from `x`,
+/// `g` masked by the ReLU's output `y` when `relu`.
 struct BatchNormSums {
     shape: Standardize,
+    relu: bool,
     mean: Vec<f64>,
     inv_std: Vec<f64>,
 }
 
-impl BinaryFloatKernel for BatchNormSums {
-    fn run<T: WithDType>(&self, g: &[T], x: &[T]) -> Vec<T> {
+impl TernaryFloatKernel for BatchNormSums {
+    fn run<T: WithDType>(&self, g: &[T], x: &[T], y: &[T]) -> Vec<T> {
         let s = &self.shape;
+        let relu = self.relu;
         let sums: Vec<(f64, f64)> = (0..s.c)
             .into_par_iter()
             .map(|c| {
                 let (mean, inv_std) = (self.mean[c], self.inv_std[c]);
                 let (mut gx, mut gs) = (0.0, 0.0);
-                for (gb, xb) in s.blocks(g, c).zip(s.blocks(x, c)) {
-                    let (dot, sum) = lane_dot_and_sum(gb, xb, |v| (v - mean) * inv_std);
+                for ((gb, xb), yb) in s.blocks(g, c).zip(s.blocks(x, c)).zip(s.blocks(y, c)) {
+                    let (dot, sum) =
+                        lane_dot_and_sum_masked(gb, xb, yb, relu, |v| (v - mean) * inv_std);
                     gx += dot;
                     gs += sum;
                 }
@@ -631,7 +679,7 @@ impl BinaryFloatKernel for BatchNormSums {
     }
 }
 
-impl CustomOp2 for BatchNormSums {
+impl candle_core::CustomOp3 for BatchNormSums {
     fn name(&self) -> &'static str {
         "crosskd-batch-norm-sums"
     }
@@ -642,46 +690,43 @@ impl CustomOp2 for BatchNormSums {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let sums = run_binary_float(self.name(), self, (s1, l1), (s2, l2))?;
+        let sums = run_ternary_float(self.name(), self, (s1, l1), (s2, l2), (s3, l3))?;
         Ok((sums, Shape::from((2, self.shape.c))))
     }
 }
 
-/// The input gradient of [`BatchNormAffine`] from `(g, x)` and per-channel coefficients
-/// `(w·inv_std, mean(g), mean(g·x̂), inv_std)`.
+/// The input gradient of [`BatchNormAffine`] from `(g, x, y)` and per-channel coefficients
+/// `(w·inv_std, mean(g), mean(g·x̂), inv_std)`, `g` masked by `y` when `relu`.
 struct BatchNormInputGrad {
     shape: Standardize,
+    relu: bool,
     mean: Vec<f64>,
     coeffs: Vec<(f64, f64, f64, f64)>,
 }
 
-impl BinaryFloatKernel for BatchNormInputGrad {
-    fn run<T: WithDType>(&self, g: &[T], x: &[T]) -> Vec<T> {
+impl TernaryFloatKernel for BatchNormInputGrad {
+    fn run<T: WithDType>(&self, g: &[T], x: &[T], y: &[T]) -> Vec<T> {
         let s = &self.shape;
-        let mut dx = g.to_vec();
-        if s.b == 0 {
-            return dx;
-        }
-        dx.par_chunks_mut(s.b)
-            .zip(x.par_chunks(s.b))
-            .enumerate()
-            .for_each(|(block, (d, xb))| {
-                let c = block % s.c;
-                let (scale, mean_g, mean_gx, inv_std) = self.coeffs[c];
-                // dx = scale·(g − mean_g − (x − μ)·inv_std·mean_gx) = scale·g + a·x + b.
-                let a = -scale * inv_std * mean_gx;
-                let b = -scale * mean_g + scale * inv_std * mean_gx * self.mean[c];
-                let (scale, a, b) = (T::from_f64(scale), T::from_f64(a), T::from_f64(b));
-                for (d, xv) in d.iter_mut().zip(xb) {
-                    *d = *d * scale + *xv * a + b;
-                }
-            });
-        dx
+        let c_len = s.c;
+        // Per (a, c) block: dx = scale·(g − mean_g − (x − μ)·inv_std·mean_gx) = scale·g + a·x + b.
+        let coeffs = |block: usize| {
+            let c = block % c_len;
+            let (scale, mean_g, mean_gx, inv_std) = self.coeffs[c];
+            let a = -scale * inv_std * mean_gx;
+            let b = -scale * mean_g + scale * inv_std * mean_gx * self.mean[c];
+            (T::from_f64(scale), T::from_f64(a), T::from_f64(b))
+        };
+        let relu = self.relu;
+        map3_blocks((g, x, y), s.b, coeffs, move |&(scale, a, b), g, x, y| {
+            relu_masked(relu, g, y) * scale + x * a + b
+        })
     }
 }
 
-impl CustomOp2 for BatchNormInputGrad {
+impl candle_core::CustomOp3 for BatchNormInputGrad {
     fn name(&self) -> &'static str {
         "crosskd-batch-norm-dx"
     }
@@ -692,8 +737,10 @@ impl CustomOp2 for BatchNormInputGrad {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dx = run_binary_float(self.name(), self, (s1, l1), (s2, l2))?;
+        let dx = run_ternary_float(self.name(), self, (s1, l1), (s2, l2), (s3, l3))?;
         Ok((dx, l1.shape().clone()))
     }
 }
