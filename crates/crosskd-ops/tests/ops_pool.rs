@@ -299,3 +299,38 @@ fn candle_max_pool_gradient_differs_from_ours() {
     );
     assert_ne!(g_ours, g_theirs);
 }
+
+#[test]
+fn max_pool_2x2_tiling_follows_the_tie_and_nan_rules() {
+    // 2x2 windows, stride 2, on a 3x5 image: two windows, the last row and column in none.
+    // Window 0 ties (1, 1, 1, 0): the first maximum takes the gradient. Window 1's maximum, in
+    // its last position, takes the gradient; for the CPU kernel it is a NaN, which counts as the
+    // maximum as in PyTorch (the generic path is built on candle's max, which skips NaN).
+    for (name, f) in MAX_IMPLS {
+        let top = if name == "cpu" { f64::NAN } else { 10.0 };
+        #[rustfmt::skip]
+        let x = t4(&[
+            1., 1., 3., 2., 9.,
+            1., 0., 3., top, 9.,
+            7., 7., 7., 7., 7.,
+        ], (1, 1, 3, 5));
+        let v = Var::from_tensor(&x).unwrap();
+        let y = f(v.as_tensor(), (2, 2), (2, 2), (0, 0)).unwrap();
+        let out = values(&y);
+        assert_eq!(out.len(), 2, "{name}");
+        assert_eq!(out[0], 1.0, "{name}");
+        assert!(
+            out[1].is_nan() == top.is_nan() && (top.is_nan() || out[1] == top),
+            "{name}: {out:?}"
+        );
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let dx = values(g.get(v.as_tensor()).unwrap());
+        #[rustfmt::skip]
+        let expected = vec![
+            1., 0., 0., 0., 0.,
+            0., 0., 0., 1., 0.,
+            0., 0., 0., 0., 0.,
+        ];
+        assert_eq!(dx, expected, "{name}");
+    }
+}
