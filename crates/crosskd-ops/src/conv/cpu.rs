@@ -119,10 +119,11 @@ mod tests {
     }
 
     /// (input shape, weight shape, stride, padding, dilation, groups): grouped, depthwise,
-    /// strided, dilated, odd sizes, non-square kernels, padding beyond the kernel, pointwise.
+    /// strided, dilated, odd sizes, non-square kernels, padding beyond the kernel, pointwise,
+    /// and an RGB input with more outputs than patch columns per kernel row.
     type Case = ([usize; 4], [usize; 4], usize, usize, usize, usize);
 
-    const CASES: [Case; 17] = [
+    const CASES: [Case; 18] = [
         ([3, 4, 7, 6], [6, 2, 3, 3], 1, 1, 1, 2),
         ([2, 3, 9, 8], [5, 3, 3, 2], 2, 2, 1, 1),
         ([1, 2, 8, 8], [4, 2, 3, 3], 3, 0, 2, 1),
@@ -140,6 +141,7 @@ mod tests {
         ([2, 8, 8, 8], [16, 8, 3, 3], 1, 2, 1, 1),
         ([2, 3, 5, 6], [2, 3, 2, 2], 1, 1, 1, 1),
         ([1, 9, 11, 10], [9, 9, 3, 3], 1, 0, 1, 1),
+        ([2, 3, 6, 6], [16, 3, 3, 3], 1, 1, 1, 1),
     ];
 
     fn geometry(case: usize) -> Geometry {

@@ -153,7 +153,7 @@ pub(crate) fn weight_grad<T: WithScratch>(g: &Geometry, x: &[T], dy: &[T]) -> Ve
     let (og, k, p, hw, pv, run) = (g.c_out, g.k_len(), g.p_len(), g.hw(), grid.pv(), grid.run());
     let sizes = ScratchSizes {
         image: grid.image_len(),
-        cols: 0,
+        cols: run * og,
         out: og * pv,
     };
     let accumulate =
@@ -171,17 +171,26 @@ pub(crate) fn weight_grad<T: WithScratch>(g: &Geometry, x: &[T], dy: &[T]) -> Ve
                     }
                 }
                 for ki in 0..g.kh {
-                    gemm_strided(
-                        og,
-                        run,
-                        pv,
-                        &mut dwr[ki * run..],
-                        k,
-                        true,
-                        Mat::rows(&s.out[..og * pv], og, pv),
-                        grid.patches(&s.image, ki),
-                        threads,
-                    );
+                    let (dyv, patches) = (&s.out[..og * pv], grid.patches(&s.image, ki));
+                    if run >= og {
+                        let lhs = Mat::rows(dyv, og, pv);
+                        let dst = &mut dwr[ki * run..];
+                        gemm_strided(og, run, pv, dst, k, true, lhs, patches, threads);
+                        continue;
+                    }
+                    // Few input channels (an RGB first layer): the gemm crate lays its register
+                    // block along the destination's columns, so the product is formed as
+                    // `(run × og)`, the longer side down, and added in transposed. Formed as
+                    // `(og × run)` it ran at a tenth of the gemm's speed for `run = 9`.
+                    let product = &mut s.cols[..run * og];
+                    let lhs = Mat::view(&s.image[ki * grid.wp * g.c_in..], run, pv, 1, g.c_in);
+                    let rhs = Mat::view(dyv, pv, og, 1, pv);
+                    gemm(run, og, pv, product, false, lhs, rhs, threads);
+                    for (r, line) in product.chunks(og).enumerate() {
+                        for (o, v) in line.iter().enumerate() {
+                            dwr[o * k + ki * run + r] += *v;
+                        }
+                    }
                 }
             }
         };
