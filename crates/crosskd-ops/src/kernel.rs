@@ -158,3 +158,32 @@ where
     // The same slice three times: the extra reads hit the line just loaded.
     map3_blocks((a, a, a), block, params, move |p, x, _, _| f(p, x))
 }
+
+/// A zeroed `&mut [T]` over `chunk`. Zeroing each chunk of a new output just before a kernel
+/// writes it keeps the zeros in cache: allocating the whole output zeroed (`vec![0; n]`) is a
+/// single-threaded memset through memory first.
+pub(crate) fn zeroed<T: Copy>(chunk: &mut [std::mem::MaybeUninit<T>], zero: T) -> &mut [T] {
+    chunk.fill(std::mem::MaybeUninit::new(zero));
+    // SAFETY: every element was initialised on the line above, and `MaybeUninit<T>` has the
+    // layout of `T`.
+    unsafe { &mut *(chunk as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
+}
+
+/// A new `len`-long output built in parallel `chunk`-long pieces: `fill(piece index, piece)`
+/// gets each piece zeroed (see [`zeroed`]) and writes what it needs to.
+pub(crate) fn build_in_chunks<T: Copy + Send + Sync>(
+    len: usize,
+    chunk: usize,
+    zero: T,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    use rayon::prelude::*;
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, piece)| fill(i, zeroed(piece, zero)));
+    // SAFETY: the pieces cover the first `len` slots and `zeroed` initialised each one.
+    unsafe { out.set_len(len) };
+    out
+}

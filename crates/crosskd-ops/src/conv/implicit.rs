@@ -116,13 +116,12 @@ pub(crate) fn forward<T: WithScratch>(
     let grid = Grid::new(g);
     let (og, k, p, hw, pv, run) = (g.c_out, g.k_len(), g.p_len(), g.hw(), grid.pv(), grid.run());
     let wr = taps_first(g, w);
-    let mut y = vec![T::ZERO; g.n * og * p];
     let sizes = ScratchSizes {
         image: grid.image_len(),
         cols: 0,
         out: pv * og,
     };
-    for_each_image(g.n, sizes, &mut y, og * p, |i, y_img, s, threads| {
+    for_each_image(g.n, sizes, og * p, |i, y_img, s, threads| {
         grid.pad_channels_last(&x[i * g.c_in * hw..(i + 1) * g.c_in * hw], &mut s.image);
         let out = &mut s.out[..pv * og];
         // The bias enters as the first gemm's initial value: no extra pass over the output.
@@ -143,8 +142,7 @@ pub(crate) fn forward<T: WithScratch>(
             let src = &out[oh * grid.wp * og..];
             transpose_strided(src, g.wo, og, og, &mut y_img[oh * g.wo..], p);
         }
-    });
-    y
+    })
 }
 
 /// `dw = ∂⟨conv(x, w), dy⟩/∂w` summed over the batch, for a geometry [`supports`] accepts.

@@ -199,7 +199,6 @@ pub(crate) fn forward<T: WithScratch>(
     bias: Option<&[T]>,
 ) -> Vec<T> {
     let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
-    let mut y = vec![T::ZERO; g.n * g.c_out * p];
     // Pointwise convolutions multiply by `w` itself.
     let wr = if g.is_pointwise() {
         Vec::new()
@@ -209,7 +208,6 @@ pub(crate) fn forward<T: WithScratch>(
     for_each_image(
         g.n,
         scratch_sizes::<T>(g),
-        &mut y,
         g.c_out * p,
         |i, y_img, s, threads| {
             let x_img = &x[i * g.c_in * hw..(i + 1) * g.c_in * hw];
@@ -249,14 +247,12 @@ pub(crate) fn forward<T: WithScratch>(
                 }
             }
         },
-    );
-    y
+    )
 }
 
 /// `dx = ∂⟨conv(x, w), dy⟩/∂x` (also the forward pass of the transposed convolution).
 pub(crate) fn input_grad<T: WithScratch>(g: &Geometry, dy: &[T], w: &[T]) -> Vec<T> {
     let (cg, og, k, p, hw) = (g.cg(), g.og(), g.k_len(), g.p_len(), g.hw());
-    let mut dx = vec![T::ZERO; g.n * g.c_in * hw];
     // Pointwise convolutions multiply by `w` itself.
     let wr = if g.is_pointwise() {
         Vec::new()
@@ -266,7 +262,6 @@ pub(crate) fn input_grad<T: WithScratch>(g: &Geometry, dy: &[T], w: &[T]) -> Vec
     for_each_image(
         g.n,
         scratch_sizes::<T>(g),
-        &mut dx,
         g.c_in * hw,
         |i, dx_img, s, threads| {
             if !g.is_pointwise() {
@@ -311,8 +306,7 @@ pub(crate) fn input_grad<T: WithScratch>(g: &Geometry, dy: &[T], w: &[T]) -> Vec
                 transpose(&s.image, hw, g.c_in, dx_img);
             }
         },
-    );
-    dx
+    )
 }
 
 /// `dw = ∂⟨conv(x, w), dy⟩/∂w`, summed over the batch.

@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::gemm::Float;
+use crate::kernel::zeroed;
 
 /// The threads the kernels may use: candle's setting, so `--threads` governs them too.
 pub(crate) fn threads() -> usize {
@@ -91,37 +92,44 @@ fn split_batch(images: usize, threads: usize) -> bool {
     threads > 1 && images >= threads
 }
 
-/// Runs `per_image(image index, its chunk of out, scratch, gemm threads)` for each of `images`
-/// images, each writing its own `out_per_image`-long chunk of `out`.
+/// Builds an output of `images` chunks of `out_per_image` values by running
+/// `per_image(image index, its chunk (zeroed), scratch, gemm threads)` for every image.
 pub(crate) fn for_each_image<T: WithScratch, F>(
     images: usize,
     sizes: ScratchSizes,
-    out: &mut [T],
     out_per_image: usize,
     per_image: F,
-) where
+) -> Vec<T>
+where
     F: Fn(usize, &mut [T], &mut Scratch<T>, usize) + Sync,
 {
     let threads = threads();
+    let len = images * out_per_image;
     let per_image_len = out_per_image.max(1);
+    let mut out = Vec::with_capacity(len);
+    let slots = &mut out.spare_capacity_mut()[..len];
     if split_batch(images, threads) {
         let share = images.div_ceil(threads);
-        out.par_chunks_mut(per_image_len * share)
+        slots
+            .par_chunks_mut(per_image_len * share)
             .enumerate()
             .for_each(|(t, chunk)| {
                 T::with_scratch(sizes, |scratch| {
                     for (j, image) in chunk.chunks_mut(per_image_len).enumerate() {
-                        per_image(t * share + j, image, scratch, 1);
+                        per_image(t * share + j, zeroed(image, T::ZERO), scratch, 1);
                     }
                 })
             });
     } else {
         T::with_scratch(sizes, |scratch| {
-            for (i, image) in out.chunks_mut(per_image_len).enumerate().take(images) {
-                per_image(i, image, scratch, threads);
+            for (i, image) in slots.chunks_mut(per_image_len).enumerate() {
+                per_image(i, zeroed(image, T::ZERO), scratch, threads);
             }
         })
     }
+    // SAFETY: the chunks above cover the first `len` slots, and `zeroed` initialised each one.
+    unsafe { out.set_len(len) };
+    out
 }
 
 /// `Σ` over `images` images of what `accumulate(images, sum, scratch, gemm threads)` adds into a

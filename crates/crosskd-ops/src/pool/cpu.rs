@@ -5,7 +5,9 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithD
 use rayon::prelude::*;
 
 use super::PoolGeometry;
-use crate::kernel::{run_binary_float, run_unary_float, BinaryFloatKernel, UnaryFloatKernel};
+use crate::kernel::{
+    build_in_chunks, run_binary_float, run_unary_float, BinaryFloatKernel, UnaryFloatKernel,
+};
 
 impl PoolGeometry {
     fn out_shape(&self) -> Shape {
@@ -150,24 +152,21 @@ impl MaxPoolBackward {
     fn backward<T: WithDType>(&self, grad: &[T], x: &[T]) -> Vec<T> {
         let g = &self.geo;
         let (plane_in, plane_out) = (g.h * g.w, g.out_h * g.out_w);
-        let mut dx = vec![T::zero(); x.len()];
-        dx.par_chunks_mut(plane_in)
-            .zip(x.par_chunks(plane_in))
-            .zip(grad.par_chunks(plane_out))
-            .for_each(|((d, plane), gp)| {
-                for oh in 0..g.out_h {
-                    for ow in 0..g.out_w {
-                        let at = if g.is_2x2_tiling() {
-                            let (values, idx) = g.window_2x2(plane, oh, ow);
-                            idx[first_max(values).0]
-                        } else {
-                            g.argmax(plane, oh, ow)
-                        };
-                        d[at] += gp[oh * g.out_w + ow];
-                    }
+        build_in_chunks(x.len(), plane_in, T::zero(), |i, d| {
+            let plane = &x[i * plane_in..(i + 1) * plane_in];
+            let gp = &grad[i * plane_out..(i + 1) * plane_out];
+            for oh in 0..g.out_h {
+                for ow in 0..g.out_w {
+                    let at = if g.is_2x2_tiling() {
+                        let (values, idx) = g.window_2x2(plane, oh, ow);
+                        idx[first_max(values).0]
+                    } else {
+                        g.argmax(plane, oh, ow)
+                    };
+                    d[at] += gp[oh * g.out_w + ow];
                 }
-            });
-        dx
+            }
+        })
     }
 }
 

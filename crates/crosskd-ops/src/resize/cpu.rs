@@ -2,9 +2,8 @@
 //! its backward pass. Each `(n, c)` plane is independent, so planes run in parallel.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
-use rayon::prelude::*;
 
-use crate::kernel::{run_unary_float, UnaryFloatKernel};
+use crate::kernel::{build_in_chunks, run_unary_float, UnaryFloatKernel};
 
 /// Source taps of one output row (or column): `(1 − λ)·x[i0] + λ·x[i1]`.
 #[derive(Debug, Clone, Copy)]
@@ -40,62 +39,58 @@ impl Interp {
     fn forward<T: WithDType>(&self, x: &[T]) -> Vec<T> {
         let (oh, ow) = (self.rows.len(), self.cols.len());
         let (plane_in, plane_out) = (self.h * self.w, oh * ow);
-        let mut out = vec![T::zero(); self.n * self.c * plane_out];
         let nearest = self.is_nearest();
         let (wr, wc) = (weights::<T>(&self.rows), weights::<T>(&self.cols));
-        out.par_chunks_mut(plane_out)
-            .zip(x.par_chunks(plane_in))
-            .for_each(|(o, plane)| {
-                for (i, r) in self.rows.iter().enumerate() {
-                    let (row0, row1) = (&plane[r.i0 * self.w..], &plane[r.i1 * self.w..]);
-                    let dst = &mut o[i * ow..(i + 1) * ow];
-                    if nearest {
-                        for (d, c) in dst.iter_mut().zip(&self.cols) {
-                            *d = row0[c.i0];
-                        }
-                        continue;
+        let len = self.n * self.c * plane_out;
+        build_in_chunks(len, plane_out, T::zero(), |p, o| {
+            let plane = &x[p * plane_in..(p + 1) * plane_in];
+            for (i, r) in self.rows.iter().enumerate() {
+                let (row0, row1) = (&plane[r.i0 * self.w..], &plane[r.i1 * self.w..]);
+                let dst = &mut o[i * ow..(i + 1) * ow];
+                if nearest {
+                    for (d, c) in dst.iter_mut().zip(&self.cols) {
+                        *d = row0[c.i0];
                     }
-                    let (a0, a1) = wr[i];
-                    for ((d, c), &(b0, b1)) in dst.iter_mut().zip(&self.cols).zip(&wc) {
-                        let top = row0[c.i0] * b0 + row0[c.i1] * b1;
-                        let bottom = row1[c.i0] * b0 + row1[c.i1] * b1;
-                        *d = top * a0 + bottom * a1;
-                    }
+                    continue;
                 }
-            });
-        out
+                let (a0, a1) = wr[i];
+                for ((d, c), &(b0, b1)) in dst.iter_mut().zip(&self.cols).zip(&wc) {
+                    let top = row0[c.i0] * b0 + row0[c.i1] * b1;
+                    let bottom = row1[c.i0] * b0 + row1[c.i1] * b1;
+                    *d = top * a0 + bottom * a1;
+                }
+            }
+        })
     }
 
     fn backward<T: WithDType>(&self, grad: &[T]) -> Vec<T> {
         let (oh, ow) = (self.rows.len(), self.cols.len());
         let (plane_in, plane_out) = (self.h * self.w, oh * ow);
-        let mut dx = vec![T::zero(); self.n * self.c * plane_in];
         let nearest = self.is_nearest();
         let (wr, wc) = (weights::<T>(&self.rows), weights::<T>(&self.cols));
-        dx.par_chunks_mut(plane_in)
-            .zip(grad.par_chunks(plane_out))
-            .for_each(|(d, gp)| {
-                for (i, r) in self.rows.iter().enumerate() {
-                    if nearest {
-                        let dst = &mut d[r.i0 * self.w..(r.i0 + 1) * self.w];
-                        for (g, c) in gp[i * ow..(i + 1) * ow].iter().zip(&self.cols) {
-                            dst[c.i0] += *g;
-                        }
-                        continue;
+        let len = self.n * self.c * plane_in;
+        build_in_chunks(len, plane_in, T::zero(), |p, d| {
+            let gp = &grad[p * plane_out..(p + 1) * plane_out];
+            for (i, r) in self.rows.iter().enumerate() {
+                if nearest {
+                    let dst = &mut d[r.i0 * self.w..(r.i0 + 1) * self.w];
+                    for (g, c) in gp[i * ow..(i + 1) * ow].iter().zip(&self.cols) {
+                        dst[c.i0] += *g;
                     }
-                    let (a0, a1) = wr[i];
-                    for (j, c) in self.cols.iter().enumerate() {
-                        let g = gp[i * ow + j];
-                        let (b0, b1) = wc[j];
-                        let (g0, g1) = (g * a0, g * a1);
-                        d[r.i0 * self.w + c.i0] += g0 * b0;
-                        d[r.i0 * self.w + c.i1] += g0 * b1;
-                        d[r.i1 * self.w + c.i0] += g1 * b0;
-                        d[r.i1 * self.w + c.i1] += g1 * b1;
-                    }
+                    continue;
                 }
-            });
-        dx
+                let (a0, a1) = wr[i];
+                for (j, c) in self.cols.iter().enumerate() {
+                    let g = gp[i * ow + j];
+                    let (b0, b1) = wc[j];
+                    let (g0, g1) = (g * a0, g * a1);
+                    d[r.i0 * self.w + c.i0] += g0 * b0;
+                    d[r.i0 * self.w + c.i1] += g0 * b1;
+                    d[r.i1 * self.w + c.i0] += g1 * b0;
+                    d[r.i1 * self.w + c.i1] += g1 * b1;
+                }
+            }
+        })
     }
 }
 
