@@ -544,3 +544,28 @@ fn batch_norm_layer_forward_relu_matches_forward_then_relu() {
         );
     }
 }
+
+/// The one-pass statistics stay exact for data far from zero (a large mean and a small spread is
+/// where naive sum-of-squares variance loses its digits).
+#[test]
+fn batch_statistics_hold_for_data_far_from_zero() {
+    let (n, c, hw) = (3, 2, 20);
+    let noise = values(&random_f64(&[n, c, hw], 90).unwrap());
+    let data: Vec<f64> = noise.iter().map(|v| 1.0e4 + 0.01 * v).collect();
+    let x = Tensor::from_vec(data.clone(), (n, c, 4, 5), &Device::Cpu).unwrap();
+    let (_, mean, var) = batch_norm_train(&x, None, None, 1e-5).unwrap();
+    for ch in 0..c {
+        let vals: Vec<f64> = (0..n)
+            .flat_map(|i| data[(i * c + ch) * hw..(i * c + ch + 1) * hw].to_vec())
+            .collect();
+        let m = vals.iter().sum::<f64>() / vals.len() as f64;
+        let unbiased =
+            vals.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (vals.len() - 1) as f64;
+        let (got_m, got_v) = (values(&mean)[ch], values(&var)[ch]);
+        assert!((got_m - m).abs() < 1e-9, "mean {got_m} vs {m}");
+        assert!(
+            (got_v - unbiased).abs() < 1e-9 * unbiased,
+            "variance {got_v} vs {unbiased}"
+        );
+    }
+}

@@ -28,6 +28,26 @@ fn lane_sum<T: WithDType>(xs: &[T], f: impl Fn(f64) -> f64) -> f64 {
     acc.iter().sum::<f64>() + rest
 }
 
+/// `(Σ (v − shift), Σ (v − shift)²)` over `xs`, in f64.
+fn lane_sums_shifted<T: WithDType>(xs: &[T], shift: f64) -> (f64, f64) {
+    let (mut sum, mut sq) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let mut chunks = xs.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for i in 0..LANES {
+            let d = chunk[i].to_f64() - shift;
+            sum[i] += d;
+            sq[i] += d * d;
+        }
+    }
+    let (mut s, mut q): (f64, f64) = (sum.iter().sum(), sq.iter().sum());
+    for v in chunks.remainder() {
+        let d = v.to_f64() - shift;
+        s += d;
+        q += d * d;
+    }
+    (s, q)
+}
+
 /// `(Σ g·h(x), Σ g)` over paired slices, in f64.
 fn lane_dot_and_sum<T: WithDType>(g: &[T], x: &[T], h: impl Fn(f64) -> f64) -> (f64, f64) {
     let (mut dot, mut sum) = ([0.0f64; LANES], [0.0f64; LANES]);
@@ -119,13 +139,18 @@ impl Standardize {
         let stats: Vec<(f64, f64)> = (0..self.c)
             .into_par_iter()
             .map(|c| {
-                let sum: f64 = self.blocks(x, c).map(|b| lane_sum(b, |v| v)).sum();
-                let mean = sum / m;
-                let sq: f64 = self
+                // One pass over the data, shifted by the channel's first value so that the
+                // variance is not the difference of two large sums (f64 sums of values near the
+                // mean lose nothing measurable); the second pass over every channel of every
+                // batch norm was a full read of the activations.
+                let shift = self.blocks(x, c).next().and_then(|b| b.first());
+                let shift = shift.map_or(0.0, |v| v.to_f64());
+                let (sum, sq) = self
                     .blocks(x, c)
-                    .map(|b| lane_sum(b, |v| (v - mean) * (v - mean)))
-                    .sum();
-                (mean, sq / m)
+                    .map(|b| lane_sums_shifted(b, shift))
+                    .fold((0.0, 0.0), |acc, s| (acc.0 + s.0, acc.1 + s.1));
+                let offset = sum / m;
+                (shift + offset, (sq / m - offset * offset).max(0.0))
             })
             .collect();
         let mut slot = self.stats.lock().unwrap_or_else(|e| e.into_inner());
