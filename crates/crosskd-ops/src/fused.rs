@@ -15,7 +15,8 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Shape, Tenso
 
 use crate::conv::cpu::conv_forward;
 use crate::conv::geometry::Geometry;
-use crate::conv::ops::{ConvOp, Kind};
+use crate::conv::ops::{run_conv_ternary, ConvOp, ConvTernaryKernel, Kind};
+use crate::conv::scratch::WithScratch;
 use crate::conv::{conv2d, runs_on_cpu_kernels, Conv2dConfig};
 use crate::norm::cpu::{BatchNormAffine, Standardize, Stats};
 use crate::norm::{batch_norm_relu_train, stats_tensors};
@@ -113,7 +114,7 @@ struct ConvBatchNormRelu {
 
 impl ConvBatchNormRelu {
     /// `(y, z)` on contiguous slices.
-    fn forward<T: crate::conv::scratch::WithScratch + WithDType>(
+    fn forward<T: WithScratch + WithDType>(
         &self,
         x: &[T],
         w: &[T],
@@ -137,10 +138,16 @@ impl ConvBatchNormRelu {
     }
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("crosskd conv-bn-relu: {what} must be contiguous"),
+impl ConvTernaryKernel for ConvBatchNormRelu {
+    fn run<T: WithScratch + WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        params: &[T],
+    ) -> candle_core::Result<Vec<T>> {
+        let (y, z) = self.forward(x, w, params);
+        self.keep(z)?;
+        Ok(y)
     }
 }
 
@@ -160,39 +167,7 @@ impl CustomOp3 for ConvBatchNormRelu {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
         let params = g.c_out * if self.has_bias { 3 } else { 2 };
-        if l1.dims() != g.x_dims() || l2.dims() != g.w_dims() || l3.dims() != [params] {
-            candle_core::bail!(
-                "{}: expected operands of shapes {:?}, {:?} and [{params}], got {:?}, {:?} and {:?}",
-                self.name(),
-                g.x_dims(),
-                g.w_dims(),
-                l1.dims(),
-                l2.dims(),
-                l3.dims()
-            );
-        }
-        let y = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(p)) => {
-                let (y, z) = self.forward(
-                    contiguous(x, l1, "input")?,
-                    contiguous(w, l2, "weight")?,
-                    contiguous(p, l3, "parameters")?,
-                );
-                self.keep(z)?;
-                CpuStorage::F32(y)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(p)) => {
-                let (y, z) = self.forward(
-                    contiguous(x, l1, "input")?,
-                    contiguous(w, l2, "weight")?,
-                    contiguous(p, l3, "parameters")?,
-                );
-                self.keep(z)?;
-                CpuStorage::F64(y)
-            }
-            _ => candle_core::bail!("{}: f32 or f64 operands of one dtype expected", self.name()),
-        };
-        Ok((y, Shape::from(g.y_dims().to_vec())))
+        run_conv_ternary(self.name(), g, params, self, (s1, l1), (s2, l2), (s3, l3))
     }
 
     fn bwd(

@@ -7,11 +7,12 @@
 //! - `input_grad(dy, w)`:   `d dy = conv(g, w)`,      `dw = weight_grad(g, dy)`;
 //! - `weight_grad(x, dy)`:  `dx = input_grad(dy, g)`, `d dy = conv(x, g)`.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 
 use super::cpu;
 use super::geometry::Geometry;
 use super::scratch::WithScratch;
+use crate::kernel::contiguous;
 
 /// The three linear maps of one convolution geometry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,16 +30,6 @@ pub(crate) enum Kind {
 pub(crate) struct ConvOp {
     pub kind: Kind,
     pub geometry: Geometry,
-}
-
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!(
-            "crosskd conv: {what} must be contiguous, got strides {:?}",
-            layout.stride()
-        ),
-    }
 }
 
 impl ConvOp {
@@ -92,12 +83,14 @@ impl CustomOp2 for ConvOp {
             );
         }
         let storage = match (s1, s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.run(contiguous(a, l1, "lhs")?, contiguous(b, l2, "rhs")?))
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.run(contiguous(a, l1, "lhs")?, contiguous(b, l2, "rhs")?))
-            }
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(self.run(
+                contiguous(a, l1, self.name())?,
+                contiguous(b, l2, self.name())?,
+            )),
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64(self.run(
+                contiguous(a, l1, self.name())?,
+                contiguous(b, l2, self.name())?,
+            )),
             _ => candle_core::bail!("{}: f32 or f64 operands of one dtype expected", self.name()),
         };
         Ok((storage, Shape::from(out.to_vec())))
@@ -157,6 +150,70 @@ impl ConvBiasOp {
     }
 }
 
+/// A kernel on a convolution's input, its weight and a per-channel vector (a bias, or packed
+/// per-channel parameters), for f32 and f64.
+pub(crate) trait ConvTernaryKernel {
+    fn run<T: WithScratch + WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        v: &[T],
+    ) -> candle_core::Result<Vec<T>>;
+}
+
+/// Checks the operands of a `(x, w, v)` op of geometry `g` (`v` of length `v_len`) and runs
+/// `kernel` on their dtype; the result has the convolution's output shape.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_conv_ternary(
+    name: &str,
+    g: &Geometry,
+    v_len: usize,
+    kernel: &impl ConvTernaryKernel,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    (s3, l3): (&CpuStorage, &Layout),
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    if l1.dims() != g.x_dims() || l2.dims() != g.w_dims() || l3.dims() != [v_len] {
+        candle_core::bail!(
+            "{name}: expected operands of shapes {:?}, {:?} and [{v_len}], got {:?}, {:?} and {:?}",
+            g.x_dims(),
+            g.w_dims(),
+            l1.dims(),
+            l2.dims(),
+            l3.dims()
+        );
+    }
+    let storage = match (s1, s2, s3) {
+        (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(v)) => {
+            CpuStorage::F32(kernel.run(
+                contiguous(x, l1, name)?,
+                contiguous(w, l2, name)?,
+                contiguous(v, l3, name)?,
+            )?)
+        }
+        (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(v)) => {
+            CpuStorage::F64(kernel.run(
+                contiguous(x, l1, name)?,
+                contiguous(w, l2, name)?,
+                contiguous(v, l3, name)?,
+            )?)
+        }
+        _ => candle_core::bail!("{name}: f32 or f64 operands of one dtype expected"),
+    };
+    Ok((storage, Shape::from(g.y_dims().to_vec())))
+}
+
+impl ConvTernaryKernel for ConvBiasOp {
+    fn run<T: WithScratch + WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        bias: &[T],
+    ) -> candle_core::Result<Vec<T>> {
+        Ok(cpu::conv_forward(&self.geometry, x, w, Some(bias)))
+    }
+}
+
 impl candle_core::CustomOp3 for ConvBiasOp {
     fn name(&self) -> &'static str {
         "crosskd-conv2d-bias"
@@ -172,38 +229,7 @@ impl candle_core::CustomOp3 for ConvBiasOp {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.geometry;
-        if l1.dims() != g.x_dims() || l2.dims() != g.w_dims() || l3.dims() != [g.c_out] {
-            candle_core::bail!(
-                "{}: expected operands of shapes {:?}, {:?} and [{}], got {:?}, {:?} and {:?}",
-                self.name(),
-                g.x_dims(),
-                g.w_dims(),
-                g.c_out,
-                l1.dims(),
-                l2.dims(),
-                l3.dims()
-            );
-        }
-        let storage = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(b)) => {
-                CpuStorage::F32(cpu::conv_forward(
-                    g,
-                    contiguous(x, l1, "input")?,
-                    contiguous(w, l2, "weight")?,
-                    Some(contiguous(b, l3, "bias")?),
-                ))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(b)) => {
-                CpuStorage::F64(cpu::conv_forward(
-                    g,
-                    contiguous(x, l1, "input")?,
-                    contiguous(w, l2, "weight")?,
-                    Some(contiguous(b, l3, "bias")?),
-                ))
-            }
-            _ => candle_core::bail!("{}: f32 or f64 operands of one dtype expected", self.name()),
-        };
-        Ok((storage, Shape::from(g.y_dims().to_vec())))
+        run_conv_ternary(self.name(), g, g.c_out, self, (s1, l1), (s2, l2), (s3, l3))
     }
 
     fn bwd(
