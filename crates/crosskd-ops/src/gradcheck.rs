@@ -138,6 +138,23 @@ pub fn random_f64(shape: &[usize], seed: u64) -> Result<Tensor> {
     Ok(Tensor::from_vec(data, shape, &Device::Cpu)?)
 }
 
+/// Every value of `t` as f64, in row-major order. Panics on failure; intended for tests.
+pub fn values(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1())
+        .unwrap_or_else(|e| panic!("values: cannot read the tensor: {e}"))
+}
+
+/// The largest `|a_i − b_i|`. Panics when the lengths differ; intended for tests.
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "max_abs_diff: lengths differ");
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f64::max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

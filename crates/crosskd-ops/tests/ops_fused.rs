@@ -5,29 +5,12 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use crosskd_ops::conv::{conv2d, conv2d_layer, Conv2dConfig};
 use crosskd_ops::fused::conv2d_batch_norm_relu_train;
-use crosskd_ops::gradcheck::{assert_gradients, random_f64};
+use crosskd_ops::gradcheck::{assert_gradients, max_abs_diff, random_f64, values};
 use crosskd_ops::norm::{batch_norm2d, batch_norm_relu_train, BatchNormConfig};
 
 const EPS: f64 = 1e-6;
 const TOL: f64 = 1e-6;
 const NORM_EPS: f64 = 1e-5;
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(p, q)| (p - q).abs())
-        .fold(0.0, f64::max)
-}
 
 fn cfg(stride: usize, padding: usize, groups: usize) -> Conv2dConfig {
     Conv2dConfig {
@@ -108,7 +91,7 @@ fn fused_matches_the_separate_ops() {
                 (&fused.2, &separate.2, "variance"),
             ] {
                 assert!(
-                    max_diff(&values(got), &values(want)) < 1e-12,
+                    max_abs_diff(&values(got), &values(want)) < 1e-12,
                     "{what}: {name}"
                 );
             }
@@ -134,7 +117,7 @@ fn fused_matches_the_separate_ops() {
             for (name, p) in params {
                 let (a, e) = (g_fused.get(p), g_separate.get(p));
                 let (a, e) = (a.expect("fused gradient"), e.expect("separate gradient"));
-                let diff = max_diff(&values(a), &values(e));
+                let diff = max_abs_diff(&values(a), &values(e));
                 assert!(
                     diff < 1e-10,
                     "{what}: gradient of {name} differs by {diff:e}"
@@ -170,7 +153,7 @@ fn batch_norm_layer_conv_relu_matches_the_separate_layers() {
         let z = candle_core::Module::forward(&conv_b, &x).unwrap();
         let separate = bn_b.forward_relu(&z, train).unwrap();
         assert!(
-            max_diff(&values(&fused), &values(&separate)) < 1e-12,
+            max_abs_diff(&values(&fused), &values(&separate)) < 1e-12,
             "train={train}"
         );
         for (a, b) in [
@@ -179,7 +162,7 @@ fn batch_norm_layer_conv_relu_matches_the_separate_layers() {
             (bn_a.num_batches_tracked(), bn_b.num_batches_tracked()),
         ] {
             assert!(
-                max_diff(&values(a), &values(b)) < 1e-12,
+                max_abs_diff(&values(a), &values(b)) < 1e-12,
                 "running statistics, train={train}"
             );
         }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Module, ModuleT, VarBuilder, VarMap};
-use crosskd_ops::gradcheck::{assert_gradients, random_f64};
+use crosskd_ops::gradcheck::{assert_gradients, random_f64, values};
 use crosskd_ops::norm::{
     self, batch_norm2d, batch_norm_eval, batch_norm_train, group_norm, group_norm_layer, is_buffer,
     layer_norm, layer_norm_layer, BatchNormConfig,
@@ -14,15 +14,6 @@ use crosskd_ops::norm::{
 
 const EPS: f64 = 1e-6;
 const TOL: f64 = 1e-6;
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
 
 fn assert_close(got: &[f64], expected: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), expected.len(), "{what}: length");

@@ -3,7 +3,7 @@
 //! regression test that documents candle's own wrong max-pool gradient.
 
 use candle_core::{DType, Device, Tensor, Var};
-use crosskd_ops::gradcheck::{assert_gradients, random_f64};
+use crosskd_ops::gradcheck::{assert_gradients, random_f64, values};
 use crosskd_ops::pool::{self, avg_pool2d, global_avg_pool2d, max_pool2d};
 
 const EPS: f64 = 1e-6;
@@ -11,15 +11,6 @@ const TOL: f64 = 1e-6;
 
 fn t4(data: &[f64], shape: (usize, usize, usize, usize)) -> Tensor {
     Tensor::from_slice(data, shape, &Device::Cpu).unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 type MaxPool =

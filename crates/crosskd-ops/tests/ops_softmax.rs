@@ -2,20 +2,11 @@
 //! reference of PyTorch's `F.cross_entropy` formula, and finite-difference gradient checks.
 
 use candle_core::{DType, Device, Tensor, Var};
-use crosskd_ops::gradcheck::{assert_gradients, random_f64};
+use crosskd_ops::gradcheck::{assert_gradients, random_f64, values};
 use crosskd_ops::softmax::{cross_entropy, log_softmax, softmax, CrossEntropyOptions};
 
 const EPS: f64 = 1e-6;
 const TOL: f64 = 1e-6;
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
 
 fn assert_close(got: &[f64], expected: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), expected.len(), "{what}: length");

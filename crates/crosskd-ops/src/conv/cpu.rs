@@ -59,6 +59,7 @@ pub(crate) mod testing {
 mod tests {
     use super::testing::data;
     use super::*;
+    use crate::gradcheck::max_abs_diff;
 
     /// Direct-loop definition of the convolution, independent of im2col and gemm.
     fn naive(g: &Geometry, x: &[f64], w: &[f64]) -> Vec<f64> {
@@ -190,14 +191,6 @@ mod tests {
         }
     }
 
-    fn max_diff(a: &[f64], b: &[f64]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        a.iter()
-            .zip(b)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f64::max)
-    }
-
     #[test]
     fn forward_matches_direct_loops() {
         for case in 0..CASES.len() {
@@ -208,10 +201,13 @@ mod tests {
             let dispatched = conv_forward(&g, &x, &w, None);
             let patched = patches::forward(&g, &x, &w, None);
             assert!(
-                max_diff(&dispatched, &slow) < 1e-12,
+                max_abs_diff(&dispatched, &slow) < 1e-12,
                 "case {case}, dispatched"
             );
-            assert!(max_diff(&patched, &slow) < 1e-12, "case {case}, patches");
+            assert!(
+                max_abs_diff(&patched, &slow) < 1e-12,
+                "case {case}, patches"
+            );
         }
     }
 
@@ -226,8 +222,14 @@ mod tests {
             let dy = data(g.n * g.c_out * g.p_len(), 8);
             let [_, dx_a, dw_a] = run(Path::Dispatched, &g, &x, &w, &dy);
             let [_, dx_b, dw_b] = run(Path::Patches, &g, &x, &w, &dy);
-            assert!(max_diff(&dx_a, &dx_b) < 1e-12, "case {case}, input grad");
-            assert!(max_diff(&dw_a, &dw_b) < 1e-12, "case {case}, weight grad");
+            assert!(
+                max_abs_diff(&dx_a, &dx_b) < 1e-12,
+                "case {case}, input grad"
+            );
+            assert!(
+                max_abs_diff(&dw_a, &dw_b) < 1e-12,
+                "case {case}, weight grad"
+            );
         }
     }
 
@@ -244,7 +246,7 @@ mod tests {
                 *v += bias[(i / g.p_len()) % g.c_out];
             }
             let got = conv_forward(&g, &x, &w, Some(&bias));
-            assert!(max_diff(&got, &want) < 1e-12, "case {case}");
+            assert!(max_abs_diff(&got, &want) < 1e-12, "case {case}");
         }
     }
 }
