@@ -101,11 +101,32 @@ impl Norm {
     /// `relu(self.forward(conv.forward(x), train))`; batch norm in training runs all three as one
     /// op.
     pub fn forward_conv_relu(&self, conv: &Conv2d, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_cat_conv_relu(conv, &[x], train)
+    }
+
+    /// [`Self::forward_conv_relu`] of the channel concatenation `cat(inputs, 1)`; batch norm in
+    /// training does not build the concatenation.
+    pub fn forward_cat_conv_relu(
+        &self,
+        conv: &Conv2d,
+        inputs: &[&Tensor],
+        train: bool,
+    ) -> Result<Tensor> {
         Ok(match self {
-            Norm::Batch(bn) => {
-                bn.forward_conv_relu(x, &conv.weight, conv.bias.as_ref(), conv.config, train)?
+            Norm::Batch(bn) => bn.forward_cat_conv_relu(
+                inputs,
+                &conv.weight,
+                conv.bias.as_ref(),
+                conv.config,
+                train,
+            )?,
+            Norm::Group(gn) => {
+                let x = match inputs {
+                    [x] => (*x).clone(),
+                    _ => Tensor::cat(inputs, 1)?,
+                };
+                relu(&candle_nn::Module::forward(gn, &conv.forward(&x)?)?)?
             }
-            Norm::Group(gn) => relu(&candle_nn::Module::forward(gn, &conv.forward(x)?)?)?,
         })
     }
 

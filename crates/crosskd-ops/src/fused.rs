@@ -15,9 +15,11 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Shape, Tenso
 
 use crate::conv::cpu::conv_forward;
 use crate::conv::geometry::Geometry;
+use crate::conv::implicit;
 use crate::conv::ops::{run_conv_ternary, ConvOp, ConvTernaryKernel, Kind};
 use crate::conv::scratch::WithScratch;
 use crate::conv::{conv2d, runs_on_cpu_kernels, Conv2dConfig};
+use crate::kernel::contiguous;
 use crate::norm::cpu::{BatchNormAffine, Standardize, Stats};
 use crate::norm::{batch_norm_relu_train, stats_tensors};
 use crate::{Error, Result};
@@ -39,10 +41,29 @@ pub fn conv2d_batch_norm_relu_train(
     cfg: Conv2dConfig,
     eps: f64,
 ) -> Result<(Tensor, Tensor, Tensor)> {
+    let inputs = [x];
+    let params = (conv_bias, norm_weight, norm_bias);
+    cat_conv2d_batch_norm_relu_train(&inputs, conv_weight, params, cfg, eps)
+}
+
+/// [`conv2d_batch_norm_relu_train`] of the channel concatenation `cat(inputs, 1)` (a U-Net
+/// decoder's skip connection), with `params = (conv bias, norm weight, norm bias)`. On the fused
+/// path with two inputs and a dense stride-1 kernel the concatenation is never built: the op pads
+/// both inputs into its channels-last image directly, and hands each its slice of the input
+/// gradient; a concatenation would copy both forward and give candle one more full-size gradient
+/// to allocate, zero and add. Otherwise the inputs are concatenated first.
+pub fn cat_conv2d_batch_norm_relu_train(
+    inputs: &[&Tensor],
+    conv_weight: &Tensor,
+    (conv_bias, norm_weight, norm_bias): (Option<&Tensor>, &Tensor, &Tensor),
+    cfg: Conv2dConfig,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
     let op = "conv2d_batch_norm_relu_train";
+    let x_dims = concatenated_dims(op, inputs)?;
     let geometry = Geometry::new(
         op,
-        x.dims(),
+        &x_dims,
         conv_weight.dims(),
         cfg.stride,
         cfg.padding,
@@ -69,11 +90,12 @@ pub fn conv2d_batch_norm_relu_train(
         }
     }
     let m = geometry.n * geometry.p_len();
+    let x = inputs[0];
     let fused = runs_on_cpu_kernels(x, conv_weight)
-        && params.iter().all(|p| p.dtype() == x.dtype())
+        && params.iter().chain(inputs).all(|p| p.dtype() == x.dtype())
         && m > 1;
     if !fused {
-        let z = conv2d(x, conv_weight, conv_bias, cfg)?;
+        let z = conv2d(&Tensor::cat(inputs, 1)?, conv_weight, conv_bias, cfg)?;
         return batch_norm_relu_train(&z, Some(norm_weight), Some(norm_bias), eps);
     }
     let stats = Arc::new(Mutex::new(Stats::default()));
@@ -93,12 +115,42 @@ pub fn conv2d_batch_norm_relu_train(
         conv_out: Arc::new(Mutex::new(None)),
     };
     let packed = Tensor::cat(&params, 0)?;
-    let y = x
-        .contiguous()?
-        .apply_op3(&conv_weight.contiguous()?, &packed, op)?;
+    let y = match inputs {
+        [a, b] if implicit::supports(&geometry) => {
+            let theta = Tensor::cat(&[&conv_weight.flatten_all()?, &packed], 0)?;
+            let split = a.dim(1)?;
+            let cat_op = CatConvBatchNormRelu { op, split };
+            a.contiguous()?
+                .apply_op3(&b.contiguous()?, &theta, cat_op)?
+        }
+        _ => Tensor::cat(inputs, 1)?.contiguous()?.apply_op3(
+            &conv_weight.contiguous()?,
+            &packed,
+            op,
+        )?,
+    };
     let (mean, var) = stats_tensors(&stats, c, x)?;
     let unbiased = var.affine(m as f64 / (m - 1) as f64, 0.0)?;
     Ok((y, mean, unbiased))
+}
+
+/// The shape of `cat(inputs, 1)` for NCHW inputs that agree in N, H and W.
+fn concatenated_dims(op: &'static str, inputs: &[&Tensor]) -> Result<[usize; 4]> {
+    let shapes: Vec<&[usize]> = inputs.iter().map(|t| t.dims()).collect();
+    match shapes.first() {
+        Some(&&[n, _, h, w])
+            if shapes
+                .iter()
+                .all(|d| d.len() == 4 && d[0] == n && d[2] == h && d[3] == w) =>
+        {
+            Ok([n, shapes.iter().map(|d| d[1]).sum(), h, w])
+        }
+        _ => Err(Error::Shape {
+            op,
+            expected: "one or more inputs (N, C_i, H, W) with the same N, H and W".into(),
+            got: shapes.iter().flat_map(|d| d.iter().copied()).collect(),
+        }),
+    }
 }
 
 /// The fused op on `(x, conv weight, [conv bias ‖] norm weight ‖ norm bias)`.
@@ -120,13 +172,27 @@ impl ConvBatchNormRelu {
         w: &[T],
         params: &[T],
     ) -> (Vec<T>, Vec<T>) {
+        self.forward_parts(&[(x, self.geometry.c_in)], w, params)
+    }
+
+    /// [`Self::forward`] of the channel concatenation of the NCHW batches `parts`
+    /// (`(data, channels)`; more than one only for geometries `implicit::supports`).
+    fn forward_parts<T: WithScratch + WithDType>(
+        &self,
+        parts: &[(&[T], usize)],
+        w: &[T],
+        params: &[T],
+    ) -> (Vec<T>, Vec<T>) {
         let c = self.geometry.c_out;
         let (bias, affine) = if self.has_bias {
             (Some(&params[..c]), &params[c..])
         } else {
             (None, params)
         };
-        let z = conv_forward(&self.geometry, x, w, bias);
+        let z = match parts {
+            [(x, _)] => conv_forward(&self.geometry, x, w, bias),
+            _ => implicit::forward_parts(&self.geometry, parts, w, bias),
+        };
         let y = self.norm.forward(&z, &affine[..c], &affine[c..]);
         (y, z)
     }
@@ -203,5 +269,194 @@ impl CustomOp3 for ConvBatchNormRelu {
         };
         let (dx, dw) = CustomOp2::bwd(&conv, x, w, &z, &dz)?;
         Ok((dx, dw, Some(Tensor::cat(&d_params, 0)?)))
+    }
+}
+
+/// The fused op on two inputs whose channel concatenation is the convolution's input:
+/// `(a, b, conv weight (flattened) ‖ [conv bias ‖] norm weight ‖ norm bias)`, `a` holding the
+/// first `split` channels.
+#[derive(Debug, Clone)]
+struct CatConvBatchNormRelu {
+    op: ConvBatchNormRelu,
+    split: usize,
+}
+
+impl CatConvBatchNormRelu {
+    fn part_dims(&self) -> ([usize; 4], [usize; 4]) {
+        let g = &self.op.geometry;
+        (
+            [g.n, self.split, g.h, g.w],
+            [g.n, g.c_in - self.split, g.h, g.w],
+        )
+    }
+
+    fn weight_len(&self) -> usize {
+        self.op.geometry.w_dims().iter().product()
+    }
+
+    fn run<T: WithScratch + WithDType>(
+        &self,
+        a: &[T],
+        b: &[T],
+        theta: &[T],
+    ) -> candle_core::Result<Vec<T>> {
+        let parts = [(a, self.split), (b, self.op.geometry.c_in - self.split)];
+        let (w, params) = theta.split_at(self.weight_len());
+        let (y, z) = self.op.forward_parts(&parts, w, params);
+        self.op.keep(z)?;
+        Ok(y)
+    }
+}
+
+impl CustomOp3 for CatConvBatchNormRelu {
+    fn name(&self) -> &'static str {
+        "crosskd-cat-conv2d-batch-norm-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (name, g) = (self.name(), &self.op.geometry);
+        let (a_dims, b_dims) = self.part_dims();
+        let theta_len = self.weight_len() + g.c_out * if self.op.has_bias { 3 } else { 2 };
+        if l1.dims() != a_dims || l2.dims() != b_dims || l3.dims() != [theta_len] {
+            candle_core::bail!(
+                "{name}: expected operands of shapes {a_dims:?}, {b_dims:?} and [{theta_len}], got {:?}, {:?} and {:?}",
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let y = match (s1, s2, s3) {
+            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(t)) => {
+                CpuStorage::F32(self.run(
+                    contiguous(a, l1, name)?,
+                    contiguous(b, l2, name)?,
+                    contiguous(t, l3, name)?,
+                )?)
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(t)) => {
+                CpuStorage::F64(self.run(
+                    contiguous(a, l1, name)?,
+                    contiguous(b, l2, name)?,
+                    contiguous(t, l3, name)?,
+                )?)
+            }
+            _ => candle_core::bail!("{name}: f32 or f64 operands of one dtype expected"),
+        };
+        Ok((y, Shape::from(g.y_dims().to_vec())))
+    }
+
+    fn bwd(
+        &self,
+        a: &Tensor,
+        b: &Tensor,
+        theta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = &self.op;
+        let z = op
+            .conv_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(z) = z else {
+            candle_core::bail!("{}: backward before forward", self.name());
+        };
+        let (g, c, w_len) = (op.geometry, op.geometry.c_out, self.weight_len());
+        let first_affine = w_len + if op.has_bias { c } else { 0 };
+        let norm_weight = theta.narrow(0, first_affine, c)?;
+        let (dz, d_norm_weight, d_norm_bias) = op.norm.backward(&z, &norm_weight, res, grad)?;
+        // Each input gets its channels of the input gradient, computed once for both.
+        let (da, db) = if a.track_op() || b.track_op() {
+            let w = theta.narrow(0, 0, w_len)?.reshape(g.w_dims().to_vec())?;
+            let dx = ConvOp {
+                kind: Kind::InputGrad,
+                geometry: g,
+            }
+            .apply(&dz, &w)?;
+            let rest = g.c_in - self.split;
+            (
+                a.track_op()
+                    .then(|| dx.narrow(1, 0, self.split))
+                    .transpose()?,
+                b.track_op()
+                    .then(|| dx.narrow(1, self.split, rest))
+                    .transpose()?,
+            )
+        } else {
+            (None, None)
+        };
+        let dw = dz.apply_op3_no_bwd(
+            a,
+            b,
+            &CatWeightGrad {
+                geometry: g,
+                split: self.split,
+            },
+        )?;
+        let mut d_theta = vec![dw.flatten_all()?];
+        if op.has_bias {
+            // Zero, as for the single-input op: the bias cancels in the batch mean.
+            d_theta.push(d_norm_weight.zeros_like()?);
+        }
+        d_theta.extend([d_norm_weight, d_norm_bias]);
+        Ok((da, db, Some(Tensor::cat(&d_theta, 0)?)))
+    }
+}
+
+/// The weight gradient of a dense stride-1 convolution of `cat(a, b, 1)` from `(dy, a, b)`.
+struct CatWeightGrad {
+    geometry: Geometry,
+    split: usize,
+}
+
+impl CatWeightGrad {
+    fn run<T: WithScratch>(&self, dy: &[T], a: &[T], b: &[T]) -> Vec<T> {
+        let parts = [(a, self.split), (b, self.geometry.c_in - self.split)];
+        implicit::weight_grad_parts(&self.geometry, &parts, dy)
+    }
+}
+
+impl CustomOp3 for CatWeightGrad {
+    fn name(&self) -> &'static str {
+        "crosskd-cat-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let dw = match (s1, s2, s3) {
+            (CpuStorage::F32(dy), CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                CpuStorage::F32(self.run(
+                    contiguous(dy, l1, name)?,
+                    contiguous(a, l2, name)?,
+                    contiguous(b, l3, name)?,
+                ))
+            }
+            (CpuStorage::F64(dy), CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                CpuStorage::F64(self.run(
+                    contiguous(dy, l1, name)?,
+                    contiguous(a, l2, name)?,
+                    contiguous(b, l3, name)?,
+                ))
+            }
+            _ => candle_core::bail!("{name}: f32 or f64 operands of one dtype expected"),
+        };
+        Ok((dw, Shape::from(self.geometry.w_dims().to_vec())))
     }
 }

@@ -4,7 +4,7 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use crosskd_ops::conv::{conv2d, conv2d_layer, Conv2dConfig};
-use crosskd_ops::fused::conv2d_batch_norm_relu_train;
+use crosskd_ops::fused::{cat_conv2d_batch_norm_relu_train, conv2d_batch_norm_relu_train};
 use crosskd_ops::gradcheck::{assert_gradients, max_abs_diff, random_f64, values};
 use crosskd_ops::norm::{batch_norm2d, batch_norm_relu_train, BatchNormConfig};
 
@@ -184,4 +184,116 @@ fn wrong_parameter_shapes_are_named() {
             .unwrap_err()
             .to_string();
     assert!(err.contains("conv bias of shape (3)"), "{err}");
+}
+
+/// Two inputs whose concatenation is never built: the same values, statistics and gradients as
+/// concatenating first, on the fused pair path (dense, stride 1) and the fallback (strided).
+#[test]
+fn concatenated_inputs_match_concatenating_first() {
+    for (stride, with_bias) in [(1, true), (1, false), (2, true)] {
+        let (n, ca, cb, c, hw) = (2, 3, 2, 4, [5, 6]);
+        let var =
+            |shape: &[usize], s: u64| Var::from_tensor(&random_f64(shape, s).unwrap()).unwrap();
+        let (a, b) = (
+            var(&[n, ca, hw[0], hw[1]], 1),
+            var(&[n, cb, hw[0], hw[1]], 2),
+        );
+        let (w, cbias) = (var(&[c, ca + cb, 3, 3], 3), var(&[c], 4));
+        let (nw, nb) = (var(&[c], 5), var(&[c], 6));
+        let r = random_f64(&[n, c, 1, 1], 7).unwrap();
+        let bias = with_bias.then(|| cbias.as_tensor());
+        let cfg = cfg(stride, 1, 1);
+        let parts = (bias, nw.as_tensor(), nb.as_tensor());
+        let inputs = [a.as_tensor(), b.as_tensor()];
+        let fused = cat_conv2d_batch_norm_relu_train(&inputs, &w, parts, cfg, NORM_EPS).unwrap();
+        let joined = Tensor::cat(&inputs, 1).unwrap();
+        let z = conv2d(&joined, &w, bias, cfg).unwrap();
+        let separate = batch_norm_relu_train(&z, Some(&nw), Some(&nb), NORM_EPS).unwrap();
+        let what = format!("stride {stride}, bias {with_bias}");
+        for (got, want, name) in [
+            (&fused.0, &separate.0, "output"),
+            (&fused.1, &separate.1, "mean"),
+            (&fused.2, &separate.2, "variance"),
+        ] {
+            assert!(
+                max_abs_diff(&values(got), &values(want)) < 1e-12,
+                "{what}: {name}"
+            );
+        }
+        let loss = |y: &Tensor| {
+            y.broadcast_mul(&r)
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let (g_fused, g_separate) = (
+            loss(&fused.0).backward().unwrap(),
+            loss(&separate.0).backward().unwrap(),
+        );
+        let mut params = vec![
+            ("a", &a),
+            ("b", &b),
+            ("w", &w),
+            ("norm weight", &nw),
+            ("norm bias", &nb),
+        ];
+        if with_bias {
+            params.push(("conv bias", &cbias));
+        }
+        for (name, p) in params {
+            let (got, want) = (
+                g_fused.get(p).expect("fused gradient"),
+                g_separate.get(p).expect("separate gradient"),
+            );
+            let diff = max_abs_diff(&values(got), &values(want));
+            assert!(
+                diff < 1e-10,
+                "{what}: gradient of {name} differs by {diff:e}"
+            );
+        }
+    }
+}
+
+#[test]
+fn concatenated_inputs_gradients_match_finite_differences() {
+    let inputs = [
+        random_f64(&[2, 2, 4, 5], 20).unwrap(),
+        random_f64(&[2, 3, 4, 5], 21).unwrap(),
+        random_f64(&[3, 5, 3, 3], 22).unwrap(),
+        random_f64(&[3], 23).unwrap(),
+        random_f64(&[3], 24).unwrap(),
+        random_f64(&[3], 25).unwrap(),
+    ];
+    assert_gradients(
+        "cat_conv2d_batch_norm_relu_train",
+        |t| {
+            let params = (Some(&t[3]), &t[4], &t[5]);
+            let y = cat_conv2d_batch_norm_relu_train(
+                &[&t[0], &t[1]],
+                &t[2],
+                params,
+                cfg(1, 1, 1),
+                NORM_EPS,
+            );
+            Ok(y?.0)
+        },
+        &inputs,
+        EPS,
+        TOL,
+    );
+}
+
+#[test]
+fn concatenated_inputs_must_agree_in_size() {
+    let a = random_f64(&[2, 2, 4, 5], 1).unwrap();
+    let b = random_f64(&[2, 3, 4, 6], 2).unwrap();
+    let w = random_f64(&[3, 5, 3, 3], 3).unwrap();
+    let p = random_f64(&[3], 4).unwrap();
+    let err =
+        cat_conv2d_batch_norm_relu_train(&[&a, &b], &w, (None, &p, &p), cfg(1, 1, 1), NORM_EPS)
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("same N, H and W"), "{err}");
 }

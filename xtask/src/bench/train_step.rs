@@ -37,17 +37,18 @@ trait StepOps {
     fn batch_norm_relu(&self, x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.relu(&self.batch_norm(x, w, b)?)
     }
-    /// `relu(batch_norm(conv3×3(x) + b))` (stride 1, padding 1), which an implementation may
-    /// fuse.
+    /// `relu(batch_norm(conv3×3(cat(inputs, 1)) + b))` (stride 1, padding 1), which an
+    /// implementation may fuse.
     fn conv_batch_norm_relu(
         &self,
-        x: &Tensor,
+        inputs: &[&Tensor],
         w: &Tensor,
         b: &Tensor,
         norm_w: &Tensor,
         norm_b: &Tensor,
     ) -> Result<Tensor> {
-        self.batch_norm_relu(&self.conv(x, w, b, 1, 1)?, norm_w, norm_b)
+        let x = Tensor::cat(inputs, 1)?;
+        self.batch_norm_relu(&self.conv(&x, w, b, 1, 1)?, norm_w, norm_b)
     }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor>;
     fn max_pool_2x2(&self, x: &Tensor) -> Result<Tensor>;
@@ -152,7 +153,7 @@ impl StepOps for CrosskdOps {
     }
     fn conv_batch_norm_relu(
         &self,
-        x: &Tensor,
+        inputs: &[&Tensor],
         w: &Tensor,
         b: &Tensor,
         norm_w: &Tensor,
@@ -162,15 +163,9 @@ impl StepOps for CrosskdOps {
             padding: 1,
             ..Default::default()
         };
-        let (y, _, _) = crosskd_ops::fused::conv2d_batch_norm_relu_train(
-            x,
-            w,
-            Some(b),
-            norm_w,
-            norm_b,
-            cfg,
-            NORM_EPS,
-        )?;
+        let params = (Some(b), norm_w, norm_b);
+        let (y, _, _) =
+            crosskd_ops::fused::cat_conv2d_batch_norm_relu_train(inputs, w, params, cfg, NORM_EPS)?;
         Ok(y)
     }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -215,8 +210,9 @@ enum OpCall {
         x: Vec<usize>,
         w: Vec<usize>,
     },
+    /// On the channel concatenation of inputs of shapes `x`.
     ConvBatchNormRelu {
-        x: Vec<usize>,
+        x: Vec<Vec<usize>>,
         w: Vec<usize>,
     },
     GroupNorm {
@@ -355,29 +351,30 @@ impl Reference {
         vars
     }
 
-    fn block(&self, ops: &Recorder, i: usize, x: &Tensor) -> Result<Tensor> {
+    /// Block `i` on the channel concatenation of `inputs`.
+    fn block(&self, ops: &Recorder, i: usize, inputs: &[&Tensor]) -> Result<Tensor> {
         let b = &self.blocks[i];
         if b.group_norm {
-            let y = ops.conv(x, &b.conv_w, &b.conv_b, b.stride, 1)?;
+            let y = ops.conv(inputs[0], &b.conv_w, &b.conv_b, b.stride, 1)?;
             let y = ops.group_norm(&y, 8, &b.norm_w, &b.norm_b)?;
             ops.relu(&y)
         } else {
             debug_assert_eq!(b.stride, 1);
-            ops.conv_batch_norm_relu(x, &b.conv_w, &b.conv_b, &b.norm_w, &b.norm_b)
+            ops.conv_batch_norm_relu(inputs, &b.conv_w, &b.conv_b, &b.norm_w, &b.norm_b)
         }
     }
 
     /// The network and loss: L1(out, y) + L1(avg_pool(out), avg_pool(y)).
     fn loss(&self, ops: &Recorder, x: &Tensor, target: &Tensor) -> Result<Tensor> {
-        let e1 = self.block(ops, 1, &self.block(ops, 0, x)?)?;
+        let e1 = self.block(ops, 1, &[&self.block(ops, 0, &[x])?])?;
         let p1 = ops.max_pool_2x2(&e1)?;
-        let e2 = self.block(ops, 3, &self.block(ops, 2, &p1)?)?;
-        let b = self.block(ops, 5, &self.block(ops, 4, &e2)?)?;
+        let e2 = self.block(ops, 3, &[&self.block(ops, 2, &[&p1])?])?;
+        let b = self.block(ops, 5, &[&self.block(ops, 4, &[&e2])?])?;
         let u1 = ops.conv_transpose_2x2(&b, &self.up_w, &self.up_b)?;
-        let d1 = self.block(ops, 6, &Tensor::cat(&[&u1, &e2], 1)?)?;
+        let d1 = self.block(ops, 6, &[&u1, &e2])?;
         let u2 = ops.upsample_2x(&d1)?;
-        let d2 = self.block(ops, 7, &u2)?;
-        let d2 = self.block(ops, 8, &Tensor::cat(&[&d2, &e1], 1)?)?;
+        let d2 = self.block(ops, 7, &[&u2])?;
+        let d2 = self.block(ops, 8, &[&d2, &e1])?;
         let out = ops.conv(&d2, &self.head_w, &self.head_b, 1, 0)?;
         let full = (&out - target)?.abs()?.mean_all()?;
         let pooled = (ops.avg_pool_2x2(&out)? - ops.avg_pool_2x2(target)?)?
@@ -424,17 +421,17 @@ impl Recorder<'_> {
     }
     fn conv_batch_norm_relu(
         &self,
-        x: &Tensor,
+        inputs: &[&Tensor],
         w: &Tensor,
         b: &Tensor,
         norm_w: &Tensor,
         norm_b: &Tensor,
     ) -> Result<Tensor> {
         self.note(|| OpCall::ConvBatchNormRelu {
-            x: x.dims().to_vec(),
+            x: inputs.iter().map(|t| t.dims().to_vec()).collect(),
             w: w.dims().to_vec(),
         });
-        self.ops.conv_batch_norm_relu(x, w, b, norm_w, norm_b)
+        self.ops.conv_batch_norm_relu(inputs, w, b, norm_w, norm_b)
     }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.note(|| OpCall::GroupNorm {
@@ -562,8 +559,12 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
             }
             OpCall::ConvBatchNormRelu { x, w } => {
                 let c = w[0];
-                let extra = vec![var(rng, w)?, var(rng, &[c])?, ones(c)?, zeros(c)?];
-                (var(rng, x)?, extra)
+                // The parameters, then the inputs after the first.
+                let mut extra = vec![var(rng, w)?, var(rng, &[c])?, ones(c)?, zeros(c)?];
+                for shape in &x[1..] {
+                    extra.push(var(rng, shape)?);
+                }
+                (var(rng, &x[0])?, extra)
             }
             OpCall::GroupNorm { x, .. } => (var(rng, x)?, vec![ones(x[1])?, zeros(x[1])?]),
             OpCall::MaxPool { x }
@@ -578,7 +579,10 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
             }
             OpCall::ConvTranspose { .. } => ops.conv_transpose_2x2(&x, &extra[0], &extra[1])?,
             OpCall::ConvBatchNormRelu { .. } => {
-                ops.conv_batch_norm_relu(&x, &extra[0], &extra[1], &extra[2], &extra[3])?
+                let inputs: Vec<&Tensor> = std::iter::once(x.as_tensor())
+                    .chain(extra[4..].iter().map(|v| v.as_tensor()))
+                    .collect();
+                ops.conv_batch_norm_relu(&inputs, &extra[0], &extra[1], &extra[2], &extra[3])?
             }
             OpCall::GroupNorm { groups, .. } => {
                 ops.group_norm(&x, *groups, &extra[0], &extra[1])?

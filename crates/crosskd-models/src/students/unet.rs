@@ -141,7 +141,15 @@ impl DoubleConv {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.norm1.forward_conv_relu(&self.conv1, x, train)?;
+        self.forward_cat(&[x], train)
+    }
+
+    /// [`Self::forward`] of the channel concatenation of `inputs` (a skip connection), which
+    /// batch norm in training never builds.
+    fn forward_cat(&self, inputs: &[&Tensor], train: bool) -> Result<Tensor> {
+        let x = self
+            .norm1
+            .forward_cat_conv_relu(&self.conv1, inputs, train)?;
         self.norm2.forward_conv_relu(&self.conv2, &x, train)
     }
 }
@@ -267,12 +275,11 @@ impl TappedNetwork for Unet {
             let (_, _, sh, sw) = skip.dims4()?;
             let up = self.resize(&h, sh, sw)?;
             let up = dec.up_norm.forward_conv_relu(&dec.up_conv, &up, train)?;
-            let joined = if self.cfg.skip_connections {
-                Tensor::cat(&[skip, &up], 1)?
+            h = if self.cfg.skip_connections {
+                dec.block.forward_cat(&[skip, &up], train)?
             } else {
-                up
+                dec.block.forward(&up, train)?
             };
-            h = dec.block.forward(&joined, train)?;
             rec.offer(&format!("dec{}", i + 1), &h);
         }
         Ok((h, rec.finish()))

@@ -79,16 +79,25 @@ impl Grid {
         (self.hp * self.wp + self.kw - 1) * self.c
     }
 
-    /// Writes the image `x: (c × h·w)` into `xp` channels-last with zero borders.
-    fn pad_channels_last<T: Float>(&self, x: &[T], xp: &mut [T]) {
-        let (c, w, wp, pad) = (self.c, self.w, self.wp, self.pad);
+    /// Writes image `i` of the input into `xp` channels-last with zero borders. The input is given
+    /// as NCHW batches `(data, channels)` whose channels, concatenated, are the convolution's:
+    /// one part for a plain input, several for a concatenation that is never materialised.
+    fn pad_channels_last<T: Float>(&self, parts: &[(&[T], usize)], i: usize, xp: &mut [T]) {
+        let (c, w, wp, pad, hw) = (self.c, self.w, self.wp, self.pad, self.h * self.w);
+        debug_assert_eq!(parts.iter().map(|p| p.1).sum::<usize>(), c);
         let line = wp * c;
         xp[..pad * line].fill(T::ZERO);
         for ih in 0..self.h {
             let row = &mut xp[(ih + pad) * line..(ih + pad + 1) * line];
             row[..pad * c].fill(T::ZERO);
             row[(pad + w) * c..].fill(T::ZERO);
-            transpose_strided(&x[ih * w..], c, w, self.h * w, &mut row[pad * c..], c);
+            let mut first_channel = 0;
+            for &(data, channels) in parts {
+                let image = &data[i * channels * hw..(i + 1) * channels * hw];
+                let dst = &mut row[pad * c + first_channel..];
+                transpose_strided(&image[ih * w..], channels, w, hw, dst, c);
+                first_channel += channels;
+            }
         }
         xp[(pad + self.h) * line..self.image_len()].fill(T::ZERO);
     }
@@ -113,8 +122,18 @@ pub(crate) fn forward<T: WithScratch>(
     w: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
+    forward_parts(g, &[(x, g.c_in)], w, bias)
+}
+
+/// [`forward`] of the channel concatenation of the NCHW batches `parts` (`(data, channels)`).
+pub(crate) fn forward_parts<T: WithScratch>(
+    g: &Geometry,
+    parts: &[(&[T], usize)],
+    w: &[T],
+    bias: Option<&[T]>,
+) -> Vec<T> {
     let grid = Grid::new(g);
-    let (og, k, p, hw, pv, run) = (g.c_out, g.k_len(), g.p_len(), g.hw(), grid.pv(), grid.run());
+    let (og, k, p, pv, run) = (g.c_out, g.k_len(), g.p_len(), grid.pv(), grid.run());
     let wr = taps_first(g, w);
     let sizes = ScratchSizes {
         image: grid.image_len(),
@@ -122,7 +141,7 @@ pub(crate) fn forward<T: WithScratch>(
         out: pv * og,
     };
     for_each_image(g.n, sizes, og * p, |i, y_img, s, threads| {
-        grid.pad_channels_last(&x[i * g.c_in * hw..(i + 1) * g.c_in * hw], &mut s.image);
+        grid.pad_channels_last(parts, i, &mut s.image);
         let out = &mut s.out[..pv * og];
         // The bias enters as the first gemm's initial value: no extra pass over the output.
         if let Some(b) = bias {
@@ -147,8 +166,17 @@ pub(crate) fn forward<T: WithScratch>(
 
 /// `dw = ∂⟨conv(x, w), dy⟩/∂w` summed over the batch, for a geometry [`supports`] accepts.
 pub(crate) fn weight_grad<T: WithScratch>(g: &Geometry, x: &[T], dy: &[T]) -> Vec<T> {
+    weight_grad_parts(g, &[(x, g.c_in)], dy)
+}
+
+/// [`weight_grad`] for the channel concatenation of the NCHW batches `parts`.
+pub(crate) fn weight_grad_parts<T: WithScratch>(
+    g: &Geometry,
+    parts: &[(&[T], usize)],
+    dy: &[T],
+) -> Vec<T> {
     let grid = Grid::new(g);
-    let (og, k, p, hw, pv, run) = (g.c_out, g.k_len(), g.p_len(), g.hw(), grid.pv(), grid.run());
+    let (og, k, p, pv, run) = (g.c_out, g.k_len(), g.p_len(), grid.pv(), grid.run());
     let sizes = ScratchSizes {
         image: grid.image_len(),
         cols: run * og,
@@ -157,7 +185,7 @@ pub(crate) fn weight_grad<T: WithScratch>(g: &Geometry, x: &[T], dy: &[T]) -> Ve
     let accumulate =
         |images: std::ops::Range<usize>, dwr: &mut [T], s: &mut Scratch<T>, threads: usize| {
             for i in images {
-                grid.pad_channels_last(&x[i * g.c_in * hw..(i + 1) * g.c_in * hw], &mut s.image);
+                grid.pad_channels_last(parts, i, &mut s.image);
                 // dY on the virtual grid, (og × pv), zero on the extra columns so that the patches
                 // read there add nothing.
                 let dyv = &mut s.out[..og * pv];
@@ -224,4 +252,32 @@ pub(crate) fn input_grad<T: WithScratch>(g: &Geometry, dy: &[T], w: &[T]) -> Vec
         }
     }
     forward(&flipped, dy, &wf, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conv::cpu::testing::data;
+
+    /// A concatenation given as parts gives what the concatenated batch gives, bit for bit.
+    #[test]
+    fn parts_equal_their_concatenation() {
+        let (n, ca, cb, h, w) = (3, 2, 3, 6, 7);
+        let g =
+            Geometry::new("test", &[n, ca + cb, h, w], &[4, ca + cb, 3, 3], 1, 1, 1, 1).unwrap();
+        let hw = h * w;
+        let (a, b) = (data(n * ca * hw, 1), data(n * cb * hw, 2));
+        let mut x = Vec::new();
+        for i in 0..n {
+            x.extend_from_slice(&a[i * ca * hw..(i + 1) * ca * hw]);
+            x.extend_from_slice(&b[i * cb * hw..(i + 1) * cb * hw]);
+        }
+        let (wt, dy) = (data(4 * (ca + cb) * 9, 3), data(n * 4 * g.p_len(), 4));
+        let parts = [(&a[..], ca), (&b[..], cb)];
+        assert_eq!(
+            forward(&g, &x, &wt, None),
+            forward_parts(&g, &parts, &wt, None)
+        );
+        assert_eq!(weight_grad(&g, &x, &dy), weight_grad_parts(&g, &parts, &dy));
+    }
 }

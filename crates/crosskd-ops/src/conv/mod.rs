@@ -10,7 +10,7 @@
 pub(crate) mod cpu;
 mod gemm;
 pub(crate) mod geometry;
-mod implicit;
+pub(crate) mod implicit;
 mod layers;
 pub(crate) mod ops;
 mod patches;

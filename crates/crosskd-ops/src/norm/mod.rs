@@ -520,21 +520,36 @@ impl BatchNorm2d {
         conv_cfg: crate::conv::Conv2dConfig,
         train: bool,
     ) -> Result<Tensor> {
+        self.forward_cat_conv_relu(&[x], conv_weight, conv_bias, conv_cfg, train)
+    }
+
+    /// [`Self::forward_conv_relu`] of the channel concatenation `cat(inputs, 1)`, which the fused
+    /// training op does not build ([`crate::fused::cat_conv2d_batch_norm_relu_train`]).
+    pub fn forward_cat_conv_relu(
+        &self,
+        inputs: &[&Tensor],
+        conv_weight: &Tensor,
+        conv_bias: Option<&Tensor>,
+        conv_cfg: crate::conv::Conv2dConfig,
+        train: bool,
+    ) -> Result<Tensor> {
         match (&self.weight, &self.bias) {
             (Some(w), Some(b)) if train => {
-                let stats = crate::fused::conv2d_batch_norm_relu_train(
-                    x,
+                let stats = crate::fused::cat_conv2d_batch_norm_relu_train(
+                    inputs,
                     conv_weight,
-                    conv_bias,
-                    w,
-                    b,
+                    (conv_bias, w, b),
                     conv_cfg,
                     self.config.eps,
                 )?;
                 self.update_running(stats)
             }
             _ => {
-                let z = crate::conv::conv2d(x, conv_weight, conv_bias, conv_cfg)?;
+                let x = match inputs {
+                    [x] => (*x).clone(),
+                    _ => Tensor::cat(inputs, 1)?,
+                };
+                let z = crate::conv::conv2d(&x, conv_weight, conv_bias, conv_cfg)?;
                 self.forward_relu(&z, train)
             }
         }
