@@ -16,10 +16,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Shape, Tenso
 use crate::conv::cpu::conv_forward;
 use crate::conv::geometry::Geometry;
 use crate::conv::implicit;
-use crate::conv::ops::{run_conv_ternary, ConvOp, ConvTernaryKernel, Kind};
+use crate::conv::ops::{dispatch_conv_ternary, run_conv_ternary, ConvOp, ConvTernaryKernel, Kind};
 use crate::conv::scratch::WithScratch;
 use crate::conv::{conv2d, runs_on_cpu_kernels, Conv2dConfig};
-use crate::kernel::contiguous;
 use crate::norm::cpu::{BatchNormAffine, Standardize, Stats};
 use crate::norm::{batch_norm_relu_train, stats_tensors};
 use crate::{Error, Result};
@@ -202,6 +201,37 @@ impl ConvBatchNormRelu {
         *self.conv_out.lock().unwrap_or_else(|e| e.into_inner()) = Some(z);
         Ok(())
     }
+
+    /// The batch-norm half of the backward pass: `(z, dz, gradient of the packed parameters)`,
+    /// the parameters `[conv bias ‖] norm weight ‖ norm bias` starting at `offset` in `packed`.
+    fn norm_backward(
+        &self,
+        packed: &Tensor,
+        offset: usize,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Vec<Tensor>)> {
+        let z = self
+            .conv_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(z) = z else {
+            candle_core::bail!("crosskd conv-bn-relu: backward before forward");
+        };
+        let c = self.geometry.c_out;
+        let first_affine = offset + if self.has_bias { c } else { 0 };
+        let norm_weight = packed.narrow(0, first_affine, c)?;
+        let (dz, d_norm_weight, d_norm_bias) = self.norm.backward(&z, &norm_weight, res, grad)?;
+        let mut d_params = vec![d_norm_weight, d_norm_bias];
+        if self.has_bias {
+            // The bias shifts every value of its channel and the batch mean with them, so it
+            // cancels: its gradient is exactly zero (PyTorch sums dz, which is zero up to
+            // rounding).
+            d_params.insert(0, d_params[0].zeros_like()?);
+        }
+        Ok((z, dz, d_params))
+    }
 }
 
 impl ConvTernaryKernel for ConvBatchNormRelu {
@@ -244,25 +274,7 @@ impl CustomOp3 for ConvBatchNormRelu {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let z = self
-            .conv_out
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let Some(z) = z else {
-            candle_core::bail!("{}: backward before forward", self.name());
-        };
-        let c = self.geometry.c_out;
-        let first_affine = if self.has_bias { c } else { 0 };
-        let norm_weight = params.narrow(0, first_affine, c)?;
-        let (dz, d_norm_weight, d_norm_bias) = self.norm.backward(&z, &norm_weight, res, grad)?;
-        let mut d_params = vec![d_norm_weight, d_norm_bias];
-        if self.has_bias {
-            // The bias shifts every value of its channel and the batch mean with them, so it
-            // cancels: its gradient is exactly zero (PyTorch sums dz, which is zero up to
-            // rounding).
-            d_params.insert(0, d_params[0].zeros_like()?);
-        }
+        let (z, dz, d_params) = self.norm_backward(params, 0, res, grad)?;
         let conv = ConvOp {
             kind: Kind::Forward,
             geometry: self.geometry,
@@ -293,7 +305,9 @@ impl CatConvBatchNormRelu {
     fn weight_len(&self) -> usize {
         self.op.geometry.w_dims().iter().product()
     }
+}
 
+impl ConvTernaryKernel for CatConvBatchNormRelu {
     fn run<T: WithScratch + WithDType>(
         &self,
         a: &[T],
@@ -333,23 +347,7 @@ impl CustomOp3 for CatConvBatchNormRelu {
                 l3.dims()
             );
         }
-        let y = match (s1, s2, s3) {
-            (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(t)) => {
-                CpuStorage::F32(self.run(
-                    contiguous(a, l1, name)?,
-                    contiguous(b, l2, name)?,
-                    contiguous(t, l3, name)?,
-                )?)
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(t)) => {
-                CpuStorage::F64(self.run(
-                    contiguous(a, l1, name)?,
-                    contiguous(b, l2, name)?,
-                    contiguous(t, l3, name)?,
-                )?)
-            }
-            _ => candle_core::bail!("{name}: f32 or f64 operands of one dtype expected"),
-        };
+        let y = dispatch_conv_ternary(name, self, (s1, l1), (s2, l2), (s3, l3))?;
         Ok((y, Shape::from(g.y_dims().to_vec())))
     }
 
@@ -361,19 +359,8 @@ impl CustomOp3 for CatConvBatchNormRelu {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let op = &self.op;
-        let z = op
-            .conv_out
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let Some(z) = z else {
-            candle_core::bail!("{}: backward before forward", self.name());
-        };
-        let (g, c, w_len) = (op.geometry, op.geometry.c_out, self.weight_len());
-        let first_affine = w_len + if op.has_bias { c } else { 0 };
-        let norm_weight = theta.narrow(0, first_affine, c)?;
-        let (dz, d_norm_weight, d_norm_bias) = op.norm.backward(&z, &norm_weight, res, grad)?;
+        let (g, w_len) = (self.op.geometry, self.weight_len());
+        let (_, dz, d_params) = self.op.norm_backward(theta, w_len, res, grad)?;
         // Each input gets its channels of the input gradient, computed once for both.
         let (da, db) = if a.track_op() || b.track_op() {
             let w = theta.narrow(0, 0, w_len)?.reshape(g.w_dims().to_vec())?;
@@ -402,12 +389,7 @@ impl CustomOp3 for CatConvBatchNormRelu {
                 split: self.split,
             },
         )?;
-        let mut d_theta = vec![dw.flatten_all()?];
-        if op.has_bias {
-            // Zero, as for the single-input op: the bias cancels in the batch mean.
-            d_theta.push(d_norm_weight.zeros_like()?);
-        }
-        d_theta.extend([d_norm_weight, d_norm_bias]);
+        let d_theta: Vec<Tensor> = std::iter::once(dw.flatten_all()?).chain(d_params).collect();
         Ok((da, db, Some(Tensor::cat(&d_theta, 0)?)))
     }
 }
@@ -418,10 +400,15 @@ struct CatWeightGrad {
     split: usize,
 }
 
-impl CatWeightGrad {
-    fn run<T: WithScratch>(&self, dy: &[T], a: &[T], b: &[T]) -> Vec<T> {
+impl ConvTernaryKernel for CatWeightGrad {
+    fn run<T: WithScratch + WithDType>(
+        &self,
+        dy: &[T],
+        a: &[T],
+        b: &[T],
+    ) -> candle_core::Result<Vec<T>> {
         let parts = [(a, self.split), (b, self.geometry.c_in - self.split)];
-        implicit::weight_grad_parts(&self.geometry, &parts, dy)
+        Ok(implicit::weight_grad_parts(&self.geometry, &parts, dy))
     }
 }
 
@@ -439,24 +426,7 @@ impl CustomOp3 for CatWeightGrad {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let name = self.name();
-        let dw = match (s1, s2, s3) {
-            (CpuStorage::F32(dy), CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                CpuStorage::F32(self.run(
-                    contiguous(dy, l1, name)?,
-                    contiguous(a, l2, name)?,
-                    contiguous(b, l3, name)?,
-                ))
-            }
-            (CpuStorage::F64(dy), CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                CpuStorage::F64(self.run(
-                    contiguous(dy, l1, name)?,
-                    contiguous(a, l2, name)?,
-                    contiguous(b, l3, name)?,
-                ))
-            }
-            _ => candle_core::bail!("{name}: f32 or f64 operands of one dtype expected"),
-        };
+        let dw = dispatch_conv_ternary(self.name(), self, (s1, l1), (s2, l2), (s3, l3))?;
         Ok((dw, Shape::from(self.geometry.w_dims().to_vec())))
     }
 }

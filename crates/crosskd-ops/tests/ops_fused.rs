@@ -21,6 +21,43 @@ fn cfg(stride: usize, padding: usize, groups: usize) -> Conv2dConfig {
     }
 }
 
+/// `(y, μ, s²)` of the fused op and of the separate ops agree, and so do the gradients of every
+/// named variable for the loss `Σ (y·r)²`.
+fn assert_same_results(
+    what: &str,
+    fused: &(Tensor, Tensor, Tensor),
+    separate: &(Tensor, Tensor, Tensor),
+    r: &Tensor,
+    vars: &[(&str, &Var)],
+) {
+    for (got, want, name) in [
+        (&fused.0, &separate.0, "output"),
+        (&fused.1, &separate.1, "mean"),
+        (&fused.2, &separate.2, "variance"),
+    ] {
+        assert!(
+            max_abs_diff(&values(got), &values(want)) < 1e-12,
+            "{what}: {name}"
+        );
+    }
+    let loss = |y: &Tensor| {
+        y.broadcast_mul(r)
+            .and_then(|t| t.sqr())
+            .and_then(|t| t.sum_all())
+    };
+    let g_fused = loss(&fused.0).unwrap().backward().unwrap();
+    let g_separate = loss(&separate.0).unwrap().backward().unwrap();
+    for (name, v) in vars {
+        let got = g_fused.get(v).expect("fused gradient");
+        let want = g_separate.get(v).expect("separate gradient");
+        let diff = max_abs_diff(&values(got), &values(want));
+        assert!(
+            diff < 1e-10,
+            "{what}: gradient of {name} differs by {diff:e}"
+        );
+    }
+}
+
 /// (input, weight, config): the implicit-gemm geometry, a strided and a grouped one.
 fn cases() -> Vec<([usize; 4], [usize; 4], Conv2dConfig)> {
     vec![
@@ -84,45 +121,17 @@ fn fused_matches_the_separate_ops() {
                 conv2d_batch_norm_relu_train(&x, &w, bias, &nw, &nb, cfg, NORM_EPS).unwrap();
             let z = conv2d(&x, &w, bias, cfg).unwrap();
             let separate = batch_norm_relu_train(&z, Some(&nw), Some(&nb), NORM_EPS).unwrap();
-            let what = format!("case {i}, bias {with_bias}");
-            for (got, want, name) in [
-                (&fused.0, &separate.0, "output"),
-                (&fused.1, &separate.1, "mean"),
-                (&fused.2, &separate.2, "variance"),
-            ] {
-                assert!(
-                    max_abs_diff(&values(got), &values(want)) < 1e-12,
-                    "{what}: {name}"
-                );
-            }
-            let loss = |y: &Tensor| {
-                y.broadcast_mul(&r)
-                    .unwrap()
-                    .sqr()
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-            };
-            let g_fused = loss(&fused.0).backward().unwrap();
-            let g_separate = loss(&separate.0).backward().unwrap();
-            let mut params = vec![
+            let mut vars = vec![
                 ("x", &x),
                 ("w", &w),
                 ("norm weight", &nw),
                 ("norm bias", &nb),
             ];
             if with_bias {
-                params.push(("conv bias", &b));
+                vars.push(("conv bias", &b));
             }
-            for (name, p) in params {
-                let (a, e) = (g_fused.get(p), g_separate.get(p));
-                let (a, e) = (a.expect("fused gradient"), e.expect("separate gradient"));
-                let diff = max_abs_diff(&values(a), &values(e));
-                assert!(
-                    diff < 1e-10,
-                    "{what}: gradient of {name} differs by {diff:e}"
-                );
-            }
+            let what = format!("case {i}, bias {with_bias}");
+            assert_same_results(&what, &fused, &separate, &r, &vars);
         }
     }
 }
@@ -209,30 +218,7 @@ fn concatenated_inputs_match_concatenating_first() {
         let joined = Tensor::cat(&inputs, 1).unwrap();
         let z = conv2d(&joined, &w, bias, cfg).unwrap();
         let separate = batch_norm_relu_train(&z, Some(&nw), Some(&nb), NORM_EPS).unwrap();
-        let what = format!("stride {stride}, bias {with_bias}");
-        for (got, want, name) in [
-            (&fused.0, &separate.0, "output"),
-            (&fused.1, &separate.1, "mean"),
-            (&fused.2, &separate.2, "variance"),
-        ] {
-            assert!(
-                max_abs_diff(&values(got), &values(want)) < 1e-12,
-                "{what}: {name}"
-            );
-        }
-        let loss = |y: &Tensor| {
-            y.broadcast_mul(&r)
-                .unwrap()
-                .sqr()
-                .unwrap()
-                .sum_all()
-                .unwrap()
-        };
-        let (g_fused, g_separate) = (
-            loss(&fused.0).backward().unwrap(),
-            loss(&separate.0).backward().unwrap(),
-        );
-        let mut params = vec![
+        let mut vars = vec![
             ("a", &a),
             ("b", &b),
             ("w", &w),
@@ -240,19 +226,10 @@ fn concatenated_inputs_match_concatenating_first() {
             ("norm bias", &nb),
         ];
         if with_bias {
-            params.push(("conv bias", &cbias));
+            vars.push(("conv bias", &cbias));
         }
-        for (name, p) in params {
-            let (got, want) = (
-                g_fused.get(p).expect("fused gradient"),
-                g_separate.get(p).expect("separate gradient"),
-            );
-            let diff = max_abs_diff(&values(got), &values(want));
-            assert!(
-                diff < 1e-10,
-                "{what}: gradient of {name} differs by {diff:e}"
-            );
-        }
+        let what = format!("stride {stride}, bias {with_bias}");
+        assert_same_results(&what, &fused, &separate, &r, &vars);
     }
 }
 

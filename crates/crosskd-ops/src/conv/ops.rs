@@ -183,24 +183,35 @@ pub(crate) fn run_conv_ternary(
             l3.dims()
         );
     }
-    let storage = match (s1, s2, s3) {
-        (CpuStorage::F32(x), CpuStorage::F32(w), CpuStorage::F32(v)) => {
+    let storage = dispatch_conv_ternary(name, kernel, (s1, l1), (s2, l2), (s3, l3))?;
+    Ok((storage, Shape::from(g.y_dims().to_vec())))
+}
+
+/// Runs `kernel` on three contiguous operands of one float dtype (f32 or f64).
+pub(crate) fn dispatch_conv_ternary(
+    name: &str,
+    kernel: &impl ConvTernaryKernel,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    (s3, l3): (&CpuStorage, &Layout),
+) -> candle_core::Result<CpuStorage> {
+    Ok(match (s1, s2, s3) {
+        (CpuStorage::F32(a), CpuStorage::F32(b), CpuStorage::F32(c)) => {
             CpuStorage::F32(kernel.run(
-                contiguous(x, l1, name)?,
-                contiguous(w, l2, name)?,
-                contiguous(v, l3, name)?,
+                contiguous(a, l1, name)?,
+                contiguous(b, l2, name)?,
+                contiguous(c, l3, name)?,
             )?)
         }
-        (CpuStorage::F64(x), CpuStorage::F64(w), CpuStorage::F64(v)) => {
+        (CpuStorage::F64(a), CpuStorage::F64(b), CpuStorage::F64(c)) => {
             CpuStorage::F64(kernel.run(
-                contiguous(x, l1, name)?,
-                contiguous(w, l2, name)?,
-                contiguous(v, l3, name)?,
+                contiguous(a, l1, name)?,
+                contiguous(b, l2, name)?,
+                contiguous(c, l3, name)?,
             )?)
         }
         _ => candle_core::bail!("{name}: f32 or f64 operands of one dtype expected"),
-    };
-    Ok((storage, Shape::from(g.y_dims().to_vec())))
+    })
 }
 
 impl ConvTernaryKernel for ConvBiasOp {
