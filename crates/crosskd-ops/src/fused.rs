@@ -3,8 +3,7 @@
 //!
 //! As three ops, candle's graph holds the convolution's output `z` as a node of its own, and the
 //! backward pass allocates, zeroes and adds a gradient tensor for it (a full-size write, two
-//! full-size reads and a write per block, ~8% of the reference training step of issue 3 for all
-//! such nodes). Fused, `z` is kept inside the op for the backward pass and its gradient `dz` is
+//! full-size reads and a write per block). Fused, `z` is kept inside the op for the backward pass and its gradient `dz` is
 //! handed straight from the batch-norm backward to the convolution's two gradients. The maths is
 //! unchanged: `y = relu(bn(conv(x, w) + b))` with batch statistics, the same kernels as the
 //! separate ops (`conv::cpu`, `norm::cpu::BatchNormAffine`), so results match them exactly.
