@@ -130,6 +130,31 @@ impl Norm {
         })
     }
 
+    /// [`Self::forward_conv_relu`] of `x` nearest-upsampled by `scale`; batch norm in training
+    /// does not build the up-sampled tensor.
+    pub fn forward_upsample_conv_relu(
+        &self,
+        conv: &Conv2d,
+        x: &Tensor,
+        scale: usize,
+        train: bool,
+    ) -> Result<Tensor> {
+        Ok(match self {
+            Norm::Batch(bn) => bn.forward_upsample_conv_relu(
+                x,
+                scale,
+                &conv.weight,
+                conv.bias.as_ref(),
+                conv.config,
+                train,
+            )?,
+            Norm::Group(_) => {
+                let up = crosskd_ops::resize::upsample_nearest2d(x, scale, scale)?;
+                self.forward_conv_relu(conv, &up, train)?
+            }
+        })
+    }
+
     /// `relu(self.forward(x, train))`; batch norm in training runs both as one op.
     pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         Ok(match self {

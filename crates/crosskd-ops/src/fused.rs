@@ -170,14 +170,16 @@ impl ConvBatchNormRelu {
         w: &[T],
         params: &[T],
     ) -> (Vec<T>, Vec<T>) {
-        self.forward_parts(&[(x, self.geometry.c_in)], w, params)
+        self.forward_parts(&[(x, self.geometry.c_in)], 1, w, params)
     }
 
     /// [`Self::forward`] of the channel concatenation of the NCHW batches `parts`
-    /// (`(data, channels)`; more than one only for geometries `implicit::supports`).
+    /// (`(data, channels)`), each nearest-upsampled by `scale`; more than one part or a scale
+    /// above 1 only for geometries `implicit::supports`.
     fn forward_parts<T: WithScratch + WithDType>(
         &self,
         parts: &[(&[T], usize)],
+        scale: usize,
         w: &[T],
         params: &[T],
     ) -> (Vec<T>, Vec<T>) {
@@ -188,8 +190,8 @@ impl ConvBatchNormRelu {
             (None, params)
         };
         let z = match parts {
-            [(x, _)] => conv_forward(&self.geometry, x, w, bias),
-            _ => implicit::forward_parts(&self.geometry, parts, w, bias),
+            [(x, _)] if scale == 1 => conv_forward(&self.geometry, x, w, bias),
+            _ => implicit::forward_parts(&self.geometry, parts, scale, w, bias),
         };
         let y = self.norm.forward(&z, &affine[..c], &affine[c..]);
         (y, z)
@@ -315,7 +317,7 @@ impl ConvTernaryKernel for CatConvBatchNormRelu {
     ) -> candle_core::Result<Vec<T>> {
         let parts = [(a, self.split), (b, self.op.geometry.c_in - self.split)];
         let (w, params) = theta.split_at(self.weight_len());
-        let (y, z) = self.op.forward_parts(&parts, w, params);
+        let (y, z) = self.op.forward_parts(&parts, 1, w, params);
         self.op.keep(z)?;
         Ok(y)
     }
@@ -407,13 +409,229 @@ impl ConvTernaryKernel for CatWeightGrad {
         b: &[T],
     ) -> candle_core::Result<Vec<T>> {
         let parts = [(a, self.split), (b, self.geometry.c_in - self.split)];
-        Ok(implicit::weight_grad_parts(&self.geometry, &parts, dy))
+        Ok(implicit::weight_grad_parts(&self.geometry, &parts, 1, dy))
     }
 }
 
 impl CustomOp3 for CatWeightGrad {
     fn name(&self) -> &'static str {
         "crosskd-cat-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dw = dispatch_conv_ternary(self.name(), self, (s1, l1), (s2, l2), (s3, l3))?;
+        Ok((dw, Shape::from(self.geometry.w_dims().to_vec())))
+    }
+}
+
+/// `relu(batch_norm_train(conv2d(upsample_nearest2d(x, scale, scale), weight) + bias))` with
+/// `params = (conv bias, norm weight, norm bias)`: a decoder's up-sampling followed by its
+/// conv–BN–ReLU block. On the fused path with a dense stride-1 kernel the up-sampled image is never
+/// built: the op reads `x` nearest-upsampled while padding it into its channels-last image, and
+/// its input gradient is the `scale × scale` sum of the convolution's. (Built, the up-sampled
+/// tensor was the largest node of the reference network's graph: written forward, a full-size
+/// gradient allocated, zeroed and added backward.) Otherwise the separate ops run. Returns
+/// `(y, μ, s²)` like [`conv2d_batch_norm_relu_train`].
+pub fn upsample_conv2d_batch_norm_relu_train(
+    x: &Tensor,
+    scale: usize,
+    conv_weight: &Tensor,
+    (conv_bias, norm_weight, norm_bias): (Option<&Tensor>, &Tensor, &Tensor),
+    cfg: Conv2dConfig,
+    eps: f64,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let op = "upsample_conv2d_batch_norm_relu_train";
+    let &[n, c_in, h, w] = x.dims() else {
+        return Err(Error::Shape {
+            op,
+            expected: "an input (N, C, H, W)".into(),
+            got: x.dims().to_vec(),
+        });
+    };
+    if scale == 0 {
+        return Err(Error::InvalidArgument {
+            op,
+            message: "the up-sampling scale must be positive".into(),
+        });
+    }
+    let up_dims = [n, c_in, h * scale, w * scale];
+    let geometry = Geometry::new(
+        op,
+        &up_dims,
+        conv_weight.dims(),
+        cfg.stride,
+        cfg.padding,
+        cfg.dilation,
+        cfg.groups,
+    )?;
+    let m = geometry.n * geometry.p_len();
+    let params: Vec<&Tensor> = conv_bias
+        .into_iter()
+        .chain([norm_weight, norm_bias])
+        .collect();
+    let fused = runs_on_cpu_kernels(x, conv_weight)
+        && params.iter().all(|p| p.dtype() == x.dtype())
+        && implicit::supports(&geometry)
+        && params.iter().all(|p| p.dims() == [geometry.c_out])
+        && m > 1;
+    if !fused {
+        let up = crate::resize::upsample_nearest2d(x, scale, scale)?;
+        let params = (conv_bias, norm_weight, norm_bias);
+        return cat_conv2d_batch_norm_relu_train(&[&up], conv_weight, params, cfg, eps);
+    }
+    let c = geometry.c_out;
+    let stats = Arc::new(Mutex::new(Stats::default()));
+    let op = ConvBatchNormRelu {
+        geometry,
+        has_bias: conv_bias.is_some(),
+        norm: BatchNormAffine {
+            shape: Standardize {
+                a: geometry.n,
+                c,
+                b: geometry.p_len(),
+                eps,
+                stats: stats.clone(),
+            },
+            relu: true,
+        },
+        conv_out: Arc::new(Mutex::new(None)),
+    };
+    let packed = Tensor::cat(&params, 0)?;
+    let y = x.contiguous()?.apply_op3(
+        &conv_weight.contiguous()?,
+        &packed,
+        UpConvBatchNormRelu { op, scale },
+    )?;
+    let (mean, var) = stats_tensors(&stats, c, x)?;
+    let unbiased = var.affine(m as f64 / (m - 1) as f64, 0.0)?;
+    Ok((y, mean, unbiased))
+}
+
+/// The fused op on `(x, conv weight, [conv bias ‖] norm weight ‖ norm bias)` with `x` read
+/// nearest-upsampled by `scale`.
+#[derive(Debug, Clone)]
+struct UpConvBatchNormRelu {
+    op: ConvBatchNormRelu,
+    scale: usize,
+}
+
+impl ConvTernaryKernel for UpConvBatchNormRelu {
+    fn run<T: WithScratch + WithDType>(
+        &self,
+        x: &[T],
+        w: &[T],
+        params: &[T],
+    ) -> candle_core::Result<Vec<T>> {
+        let parts = [(x, self.op.geometry.c_in)];
+        let (y, z) = self.op.forward_parts(&parts, self.scale, w, params);
+        self.op.keep(z)?;
+        Ok(y)
+    }
+}
+
+impl CustomOp3 for UpConvBatchNormRelu {
+    fn name(&self) -> &'static str {
+        "crosskd-upsample-conv2d-batch-norm-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (name, g, s) = (self.name(), &self.op.geometry, self.scale);
+        let x_dims = [g.n, g.c_in, g.h / s, g.w / s];
+        let params = g.c_out * if self.op.has_bias { 3 } else { 2 };
+        if l1.dims() != x_dims || l2.dims() != g.w_dims() || l3.dims() != [params] {
+            candle_core::bail!(
+                "{name}: expected operands of shapes {x_dims:?}, {:?} and [{params}], got {:?}, {:?} and {:?}",
+                g.w_dims(),
+                l1.dims(),
+                l2.dims(),
+                l3.dims()
+            );
+        }
+        let y = dispatch_conv_ternary(name, self, (s1, l1), (s2, l2), (s3, l3))?;
+        Ok((y, Shape::from(g.y_dims().to_vec())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        params: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (g, s) = (self.op.geometry, self.scale);
+        let (_, dz, d_params) = self.op.norm_backward(params, 0, res, grad)?;
+        // The input gradient of the up-sampling is the sum over each `s × s` block.
+        let dx = x
+            .track_op()
+            .then(|| -> candle_core::Result<Tensor> {
+                let up = ConvOp {
+                    kind: Kind::InputGrad,
+                    geometry: g,
+                }
+                .apply(&dz, w)?;
+                crate::pool::avg_pool2d(&up, (s, s), (s, s), (0, 0), true)
+                    .map_err(candle_core::Error::wrap)?
+                    .affine((s * s) as f64, 0.0)
+            })
+            .transpose()?;
+        let dw = w
+            .track_op()
+            .then(|| {
+                let wg = UpWeightGrad {
+                    geometry: g,
+                    scale: s,
+                };
+                dz.apply_op3_no_bwd(x, x, &wg)
+            })
+            .transpose()?;
+        Ok((dx, dw, Some(Tensor::cat(&d_params, 0)?)))
+    }
+}
+
+/// The weight gradient of a dense stride-1 convolution of `x` nearest-upsampled by `scale`,
+/// from `(dy, x, x)` (the input twice, to share the conv family's ternary dispatch).
+struct UpWeightGrad {
+    geometry: Geometry,
+    scale: usize,
+}
+
+impl ConvTernaryKernel for UpWeightGrad {
+    fn run<T: WithScratch + WithDType>(
+        &self,
+        dy: &[T],
+        x: &[T],
+        _same_x: &[T],
+    ) -> candle_core::Result<Vec<T>> {
+        let parts = [(x, self.geometry.c_in)];
+        Ok(implicit::weight_grad_parts(
+            &self.geometry,
+            &parts,
+            self.scale,
+            dy,
+        ))
+    }
+}
+
+impl CustomOp3 for UpWeightGrad {
+    fn name(&self) -> &'static str {
+        "crosskd-upsample-conv2d-weight-grad"
     }
 
     fn cpu_fwd(

@@ -4,7 +4,10 @@
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use crosskd_ops::conv::{conv2d, conv2d_layer, Conv2dConfig};
-use crosskd_ops::fused::{cat_conv2d_batch_norm_relu_train, conv2d_batch_norm_relu_train};
+use crosskd_ops::fused::{
+    cat_conv2d_batch_norm_relu_train, conv2d_batch_norm_relu_train,
+    upsample_conv2d_batch_norm_relu_train,
+};
 use crosskd_ops::gradcheck::{assert_gradients, max_abs_diff, random_f64, values};
 use crosskd_ops::norm::{batch_norm2d, batch_norm_relu_train, BatchNormConfig};
 
@@ -273,4 +276,67 @@ fn concatenated_inputs_must_agree_in_size() {
             .unwrap_err()
             .to_string();
     assert!(err.contains("same N, H and W"), "{err}");
+}
+
+/// An input read nearest-upsampled inside the op: the same values, statistics and gradients as
+/// up-sampling first, on the fused path (dense, stride 1) and the fallback (strided).
+#[test]
+fn upsampled_input_matches_upsampling_first() {
+    for (stride, with_bias) in [(1, true), (1, false), (2, true)] {
+        let (n, c_in, c, hs, ws) = (2, 3, 4, 3, 4);
+        let var =
+            |shape: &[usize], s: u64| Var::from_tensor(&random_f64(shape, s).unwrap()).unwrap();
+        let x = var(&[n, c_in, hs, ws], 31);
+        let (w, cbias) = (var(&[c, c_in, 3, 3], 32), var(&[c], 33));
+        let (nw, nb) = (var(&[c], 34), var(&[c], 35));
+        let r = random_f64(&[n, c, 1, 1], 36).unwrap();
+        let bias = with_bias.then(|| cbias.as_tensor());
+        let cfg = cfg(stride, 1, 1);
+        let params = (bias, nw.as_tensor(), nb.as_tensor());
+        let fused =
+            upsample_conv2d_batch_norm_relu_train(&x, 2, &w, params, cfg, NORM_EPS).unwrap();
+        let up = crosskd_ops::resize::upsample_nearest2d(&x, 2, 2).unwrap();
+        let z = conv2d(&up, &w, bias, cfg).unwrap();
+        let separate = batch_norm_relu_train(&z, Some(&nw), Some(&nb), NORM_EPS).unwrap();
+        let mut vars = vec![
+            ("x", &x),
+            ("w", &w),
+            ("norm weight", &nw),
+            ("norm bias", &nb),
+        ];
+        if with_bias {
+            vars.push(("conv bias", &cbias));
+        }
+        let what = format!("stride {stride}, bias {with_bias}");
+        assert_same_results(&what, &fused, &separate, &r, &vars);
+    }
+}
+
+#[test]
+fn upsampled_input_gradients_match_finite_differences() {
+    let inputs = [
+        random_f64(&[2, 2, 3, 3], 40).unwrap(),
+        random_f64(&[3, 2, 3, 3], 41).unwrap(),
+        random_f64(&[3], 42).unwrap(),
+        random_f64(&[3], 43).unwrap(),
+        random_f64(&[3], 44).unwrap(),
+    ];
+    assert_gradients(
+        "upsample_conv2d_batch_norm_relu_train",
+        |t| {
+            let params = (Some(&t[2]), &t[3], &t[4]);
+            let y = upsample_conv2d_batch_norm_relu_train(
+                &t[0],
+                2,
+                &t[1],
+                params,
+                cfg(1, 1, 1),
+                NORM_EPS,
+            );
+            Ok(y?.0)
+        },
+        &inputs,
+        EPS,
+        TOL,
+    );
 }

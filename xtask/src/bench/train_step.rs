@@ -50,6 +50,18 @@ trait StepOps {
         let x = Tensor::cat(inputs, 1)?;
         self.batch_norm_relu(&self.conv(&x, w, b, 1, 1)?, norm_w, norm_b)
     }
+    /// [`Self::conv_batch_norm_relu`] of `upsample_2x(x)`, which an implementation may fuse.
+    fn upsample_conv_batch_norm_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        norm_w: &Tensor,
+        norm_b: &Tensor,
+    ) -> Result<Tensor> {
+        let up = self.upsample_2x(x)?;
+        self.conv_batch_norm_relu(&[&up], w, b, norm_w, norm_b)
+    }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor>;
     fn max_pool_2x2(&self, x: &Tensor) -> Result<Tensor>;
     fn avg_pool_2x2(&self, x: &Tensor) -> Result<Tensor>;
@@ -168,6 +180,24 @@ impl StepOps for CrosskdOps {
             crosskd_ops::fused::cat_conv2d_batch_norm_relu_train(inputs, w, params, cfg, NORM_EPS)?;
         Ok(y)
     }
+    fn upsample_conv_batch_norm_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        norm_w: &Tensor,
+        norm_b: &Tensor,
+    ) -> Result<Tensor> {
+        let cfg = Conv2dConfig {
+            padding: 1,
+            ..Default::default()
+        };
+        let params = (Some(b), norm_w, norm_b);
+        let (y, _, _) = crosskd_ops::fused::upsample_conv2d_batch_norm_relu_train(
+            x, 2, w, params, cfg, NORM_EPS,
+        )?;
+        Ok(y)
+    }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok(crosskd_ops::norm::group_norm(
             x,
@@ -215,6 +245,10 @@ enum OpCall {
         x: Vec<Vec<usize>>,
         w: Vec<usize>,
     },
+    UpsampleConvBatchNormRelu {
+        x: Vec<usize>,
+        w: Vec<usize>,
+    },
     GroupNorm {
         x: Vec<usize>,
         groups: usize,
@@ -223,9 +257,6 @@ enum OpCall {
         x: Vec<usize>,
     },
     AvgPool {
-        x: Vec<usize>,
-    },
-    Upsample {
         x: Vec<usize>,
     },
     Relu {
@@ -240,10 +271,10 @@ impl OpCall {
             OpCall::Conv { .. } => "conv2d 3×3",
             OpCall::ConvTranspose { .. } => "conv_transpose2d",
             OpCall::ConvBatchNormRelu { .. } => "conv2d 3×3 + batch_norm + relu",
+            OpCall::UpsampleConvBatchNormRelu { .. } => "upsample + conv2d 3×3 + batch_norm + relu",
             OpCall::GroupNorm { .. } => "group_norm",
             OpCall::MaxPool { .. } => "max_pool2d",
             OpCall::AvgPool { .. } => "avg_pool2d",
-            OpCall::Upsample { .. } => "upsample_nearest2d",
             OpCall::Relu { .. } => "relu",
         }
     }
@@ -372,8 +403,9 @@ impl Reference {
         let b = self.block(ops, 5, &[&self.block(ops, 4, &[&e2])?])?;
         let u1 = ops.conv_transpose_2x2(&b, &self.up_w, &self.up_b)?;
         let d1 = self.block(ops, 6, &[&u1, &e2])?;
-        let u2 = ops.upsample_2x(&d1)?;
-        let d2 = self.block(ops, 7, &[&u2])?;
+        let b7 = &self.blocks[7];
+        let d2 =
+            ops.upsample_conv_batch_norm_relu(&d1, &b7.conv_w, &b7.conv_b, &b7.norm_w, &b7.norm_b)?;
         let d2 = self.block(ops, 8, &[&d2, &e1])?;
         let out = ops.conv(&d2, &self.head_w, &self.head_b, 1, 0)?;
         let full = (&out - target)?.abs()?.mean_all()?;
@@ -433,6 +465,21 @@ impl Recorder<'_> {
         });
         self.ops.conv_batch_norm_relu(inputs, w, b, norm_w, norm_b)
     }
+    fn upsample_conv_batch_norm_relu(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        norm_w: &Tensor,
+        norm_b: &Tensor,
+    ) -> Result<Tensor> {
+        self.note(|| OpCall::UpsampleConvBatchNormRelu {
+            x: x.dims().to_vec(),
+            w: w.dims().to_vec(),
+        });
+        self.ops
+            .upsample_conv_batch_norm_relu(x, w, b, norm_w, norm_b)
+    }
     fn group_norm(&self, x: &Tensor, groups: usize, w: &Tensor, b: &Tensor) -> Result<Tensor> {
         self.note(|| OpCall::GroupNorm {
             x: x.dims().to_vec(),
@@ -451,12 +498,6 @@ impl Recorder<'_> {
             x: x.dims().to_vec(),
         });
         self.ops.avg_pool_2x2(x)
-    }
-    fn upsample_2x(&self, x: &Tensor) -> Result<Tensor> {
-        self.note(|| OpCall::Upsample {
-            x: x.dims().to_vec(),
-        });
-        self.ops.upsample_2x(x)
     }
     fn relu(&self, x: &Tensor) -> Result<Tensor> {
         self.note(|| OpCall::Relu {
@@ -566,11 +607,15 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
                 }
                 (var(rng, &x[0])?, extra)
             }
+            OpCall::UpsampleConvBatchNormRelu { x, w } => {
+                let c = w[0];
+                let extra = vec![var(rng, w)?, var(rng, &[c])?, ones(c)?, zeros(c)?];
+                (var(rng, x)?, extra)
+            }
             OpCall::GroupNorm { x, .. } => (var(rng, x)?, vec![ones(x[1])?, zeros(x[1])?]),
-            OpCall::MaxPool { x }
-            | OpCall::AvgPool { x }
-            | OpCall::Upsample { x }
-            | OpCall::Relu { x } => (var(rng, x)?, Vec::new()),
+            OpCall::MaxPool { x } | OpCall::AvgPool { x } | OpCall::Relu { x } => {
+                (var(rng, x)?, Vec::new())
+            }
         };
         let start = Instant::now();
         let y = match call {
@@ -584,12 +629,14 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
                     .collect();
                 ops.conv_batch_norm_relu(&inputs, &extra[0], &extra[1], &extra[2], &extra[3])?
             }
+            OpCall::UpsampleConvBatchNormRelu { .. } => {
+                ops.upsample_conv_batch_norm_relu(&x, &extra[0], &extra[1], &extra[2], &extra[3])?
+            }
             OpCall::GroupNorm { groups, .. } => {
                 ops.group_norm(&x, *groups, &extra[0], &extra[1])?
             }
             OpCall::MaxPool { .. } => ops.max_pool_2x2(&x)?,
             OpCall::AvgPool { .. } => ops.avg_pool_2x2(&x)?,
-            OpCall::Upsample { .. } => ops.upsample_2x(&x)?,
             OpCall::Relu { .. } => ops.relu(&x)?,
         };
         device().synchronize()?;

@@ -273,8 +273,15 @@ impl TappedNetwork for Unet {
         for (i, dec) in self.decoders.iter().enumerate().rev() {
             let skip = &skips[i];
             let (_, _, sh, sw) = skip.dims4()?;
-            let up = self.resize(&h, sh, sw)?;
-            let up = dec.up_norm.forward_conv_relu(&dec.up_conv, &up, train)?;
+            let (_, _, hh, hw) = h.dims4()?;
+            let up = if self.cfg.upsample == UpsampleMode::Nearest && (sh, sw) == (2 * hh, 2 * hw) {
+                // The exact 2× nearest up-sampling is folded into the block's convolution.
+                dec.up_norm
+                    .forward_upsample_conv_relu(&dec.up_conv, &h, 2, train)?
+            } else {
+                let up = self.resize(&h, sh, sw)?;
+                dec.up_norm.forward_conv_relu(&dec.up_conv, &up, train)?
+            };
             h = if self.cfg.skip_connections {
                 dec.block.forward_cat(&[skip, &up], train)?
             } else {

@@ -81,10 +81,20 @@ impl Grid {
 
     /// Writes image `i` of the input into `xp` channels-last with zero borders. The input is given
     /// as NCHW batches `(data, channels)` whose channels, concatenated, are the convolution's:
-    /// one part for a plain input, several for a concatenation that is never materialised.
-    fn pad_channels_last<T: Float>(&self, parts: &[(&[T], usize)], i: usize, xp: &mut [T]) {
-        let (c, w, wp, pad, hw) = (self.c, self.w, self.wp, self.pad, self.h * self.w);
+    /// one part for a plain input, several for a concatenation that is never materialised. With
+    /// `scale > 1` the parts are `scale` times smaller than the convolution's input and are read
+    /// nearest-upsampled (an upsampling that is never materialised either).
+    fn pad_channels_last<T: Float>(
+        &self,
+        parts: &[(&[T], usize)],
+        scale: usize,
+        i: usize,
+        xp: &mut [T],
+    ) {
+        let (c, w, wp, pad) = (self.c, self.w, self.wp, self.pad);
+        let (hs, ws) = (self.h / scale, self.w / scale);
         debug_assert_eq!(parts.iter().map(|p| p.1).sum::<usize>(), c);
+        debug_assert!(hs * scale == self.h && ws * scale == w);
         let line = wp * c;
         xp[..pad * line].fill(T::ZERO);
         for ih in 0..self.h {
@@ -93,9 +103,17 @@ impl Grid {
             row[(pad + w) * c..].fill(T::ZERO);
             let mut first_channel = 0;
             for &(data, channels) in parts {
-                let image = &data[i * channels * hw..(i + 1) * channels * hw];
-                let dst = &mut row[pad * c + first_channel..];
-                transpose_strided(&image[ih * w..], channels, w, hw, dst, c);
+                let image = &data[i * channels * hs * ws..(i + 1) * channels * hs * ws];
+                let base = pad * c + first_channel;
+                let src = &image[(ih / scale) * ws..];
+                transpose_strided(src, channels, ws, hs * ws, &mut row[base..], scale * c);
+                // Nearest upsampling along the row: each written pixel into the next scale − 1.
+                for j in 0..ws {
+                    let from = base + j * scale * c;
+                    for k in 1..scale {
+                        row.copy_within(from..from + channels, from + k * c);
+                    }
+                }
                 first_channel += channels;
             }
         }
@@ -122,13 +140,15 @@ pub(crate) fn forward<T: WithScratch>(
     w: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
-    forward_parts(g, &[(x, g.c_in)], w, bias)
+    forward_parts(g, &[(x, g.c_in)], 1, w, bias)
 }
 
-/// [`forward`] of the channel concatenation of the NCHW batches `parts` (`(data, channels)`).
+/// [`forward`] of the channel concatenation of the NCHW batches `parts` (`(data, channels)`),
+/// each nearest-upsampled by `scale` (1: as they are).
 pub(crate) fn forward_parts<T: WithScratch>(
     g: &Geometry,
     parts: &[(&[T], usize)],
+    scale: usize,
     w: &[T],
     bias: Option<&[T]>,
 ) -> Vec<T> {
@@ -141,7 +161,7 @@ pub(crate) fn forward_parts<T: WithScratch>(
         out: pv * og,
     };
     for_each_image(g.n, sizes, og * p, |i, y_img, s, threads| {
-        grid.pad_channels_last(parts, i, &mut s.image);
+        grid.pad_channels_last(parts, scale, i, &mut s.image);
         let out = &mut s.out[..pv * og];
         // The bias enters as the first gemm's initial value: no extra pass over the output.
         if let Some(b) = bias {
@@ -166,13 +186,15 @@ pub(crate) fn forward_parts<T: WithScratch>(
 
 /// `dw = ∂⟨conv(x, w), dy⟩/∂w` summed over the batch, for a geometry [`supports`] accepts.
 pub(crate) fn weight_grad<T: WithScratch>(g: &Geometry, x: &[T], dy: &[T]) -> Vec<T> {
-    weight_grad_parts(g, &[(x, g.c_in)], dy)
+    weight_grad_parts(g, &[(x, g.c_in)], 1, dy)
 }
 
-/// [`weight_grad`] for the channel concatenation of the NCHW batches `parts`.
+/// [`weight_grad`] for the channel concatenation of the NCHW batches `parts`, each
+/// nearest-upsampled by `scale`.
 pub(crate) fn weight_grad_parts<T: WithScratch>(
     g: &Geometry,
     parts: &[(&[T], usize)],
+    scale: usize,
     dy: &[T],
 ) -> Vec<T> {
     let grid = Grid::new(g);
@@ -185,7 +207,7 @@ pub(crate) fn weight_grad_parts<T: WithScratch>(
     let accumulate =
         |images: std::ops::Range<usize>, dwr: &mut [T], s: &mut Scratch<T>, threads: usize| {
             for i in images {
-                grid.pad_channels_last(parts, i, &mut s.image);
+                grid.pad_channels_last(parts, scale, i, &mut s.image);
                 // dY on the virtual grid, (og × pv), zero on the extra columns so that the patches
                 // read there add nothing.
                 let dyv = &mut s.out[..og * pv];
@@ -276,8 +298,36 @@ mod tests {
         let parts = [(&a[..], ca), (&b[..], cb)];
         assert_eq!(
             forward(&g, &x, &wt, None),
-            forward_parts(&g, &parts, &wt, None)
+            forward_parts(&g, &parts, 1, &wt, None)
         );
-        assert_eq!(weight_grad(&g, &x, &dy), weight_grad_parts(&g, &parts, &dy));
+        assert_eq!(
+            weight_grad(&g, &x, &dy),
+            weight_grad_parts(&g, &parts, 1, &dy)
+        );
+    }
+
+    /// A part read nearest-upsampled gives what the upsampled batch gives, bit for bit.
+    #[test]
+    fn upsampled_parts_equal_their_upsampling() {
+        let (n, c, hs, ws, scale) = (2, 3, 3, 4, 2);
+        let (h, w) = (hs * scale, ws * scale);
+        let g = Geometry::new("test", &[n, c, h, w], &[4, c, 3, 3], 1, 1, 1, 1).unwrap();
+        let low = data(n * c * hs * ws, 5);
+        let up: Vec<f64> = (0..n * c)
+            .flat_map(|plane| {
+                let low = &low[plane * hs * ws..(plane + 1) * hs * ws];
+                (0..h * w).map(move |q| low[(q / w / scale) * ws + (q % w) / scale])
+            })
+            .collect();
+        let (wt, dy) = (data(4 * c * 9, 6), data(n * 4 * g.p_len(), 7));
+        let parts = [(&low[..], c)];
+        assert_eq!(
+            forward(&g, &up, &wt, None),
+            forward_parts(&g, &parts, scale, &wt, None)
+        );
+        assert_eq!(
+            weight_grad(&g, &up, &dy),
+            weight_grad_parts(&g, &parts, scale, &dy)
+        );
     }
 }

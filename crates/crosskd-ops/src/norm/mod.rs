@@ -555,6 +555,36 @@ impl BatchNorm2d {
         }
     }
 
+    /// [`Self::forward_conv_relu`] of `upsample_nearest2d(x, scale, scale)`, which the fused
+    /// training op does not build ([`crate::fused::upsample_conv2d_batch_norm_relu_train`]).
+    pub fn forward_upsample_conv_relu(
+        &self,
+        x: &Tensor,
+        scale: usize,
+        conv_weight: &Tensor,
+        conv_bias: Option<&Tensor>,
+        conv_cfg: crate::conv::Conv2dConfig,
+        train: bool,
+    ) -> Result<Tensor> {
+        match (&self.weight, &self.bias) {
+            (Some(w), Some(b)) if train => {
+                let stats = crate::fused::upsample_conv2d_batch_norm_relu_train(
+                    x,
+                    scale,
+                    conv_weight,
+                    (conv_bias, w, b),
+                    conv_cfg,
+                    self.config.eps,
+                )?;
+                self.update_running(stats)
+            }
+            _ => {
+                let up = crate::resize::upsample_nearest2d(x, scale, scale)?;
+                self.forward_conv_relu(&up, conv_weight, conv_bias, conv_cfg, train)
+            }
+        }
+    }
+
     fn train_step(&self, x: &Tensor, normalise: TrainingNorm) -> Result<Tensor> {
         self.update_running(normalise(
             x,
