@@ -96,22 +96,7 @@ pub fn cat_conv2d_batch_norm_relu_train(
         let z = conv2d(&Tensor::cat(inputs, 1)?, conv_weight, conv_bias, cfg)?;
         return batch_norm_relu_train(&z, Some(norm_weight), Some(norm_bias), eps);
     }
-    let stats = Arc::new(Mutex::new(Stats::default()));
-    let op = ConvBatchNormRelu {
-        geometry,
-        has_bias: conv_bias.is_some(),
-        norm: BatchNormAffine {
-            shape: Standardize {
-                a: geometry.n,
-                c,
-                b: geometry.p_len(),
-                eps,
-                stats: stats.clone(),
-            },
-            relu: true,
-        },
-        conv_out: Arc::new(Mutex::new(None)),
-    };
+    let (op, stats) = ConvBatchNormRelu::new(geometry, conv_bias.is_some(), eps);
     let packed = Tensor::cat(&params, 0)?;
     let y = match inputs {
         [a, b] if implicit::supports(&geometry) => {
@@ -127,9 +112,7 @@ pub fn cat_conv2d_batch_norm_relu_train(
             op,
         )?,
     };
-    let (mean, var) = stats_tensors(&stats, c, x)?;
-    let unbiased = var.affine(m as f64 / (m - 1) as f64, 0.0)?;
-    Ok((y, mean, unbiased))
+    with_statistics(y, &stats, c, x, m)
 }
 
 /// The shape of `cat(inputs, 1)` for NCHW inputs that agree in N, H and W.
@@ -162,7 +145,42 @@ struct ConvBatchNormRelu {
     conv_out: Arc<Mutex<Option<Tensor>>>,
 }
 
+/// `(y, μ, s²)` from the fused op's output and the statistics its forward pass left (`m` values
+/// per channel; `s²` unbiased, as PyTorch puts it into `running_var`).
+fn with_statistics(
+    y: Tensor,
+    stats: &Mutex<Stats>,
+    c: usize,
+    x: &Tensor,
+    m: usize,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let (mean, var) = stats_tensors(stats, c, x)?;
+    let unbiased = var.affine(m as f64 / (m - 1) as f64, 0.0)?;
+    Ok((y, mean, unbiased))
+}
+
 impl ConvBatchNormRelu {
+    /// A fresh op for `geometry`, with the statistics slot its forward pass fills.
+    fn new(geometry: Geometry, has_bias: bool, eps: f64) -> (Self, Arc<Mutex<Stats>>) {
+        let stats = Arc::new(Mutex::new(Stats::default()));
+        let op = Self {
+            geometry,
+            has_bias,
+            norm: BatchNormAffine {
+                shape: Standardize {
+                    a: geometry.n,
+                    c: geometry.c_out,
+                    b: geometry.p_len(),
+                    eps,
+                    stats: stats.clone(),
+                },
+                relu: true,
+            },
+            conv_out: Arc::new(Mutex::new(None)),
+        };
+        (op, stats)
+    }
+
     /// `(y, z)` on contiguous slices.
     fn forward<T: WithScratch + WithDType>(
         &self,
@@ -488,31 +506,14 @@ pub fn upsample_conv2d_batch_norm_relu_train(
         return cat_conv2d_batch_norm_relu_train(&[&up], conv_weight, params, cfg, eps);
     }
     let c = geometry.c_out;
-    let stats = Arc::new(Mutex::new(Stats::default()));
-    let op = ConvBatchNormRelu {
-        geometry,
-        has_bias: conv_bias.is_some(),
-        norm: BatchNormAffine {
-            shape: Standardize {
-                a: geometry.n,
-                c,
-                b: geometry.p_len(),
-                eps,
-                stats: stats.clone(),
-            },
-            relu: true,
-        },
-        conv_out: Arc::new(Mutex::new(None)),
-    };
+    let (op, stats) = ConvBatchNormRelu::new(geometry, conv_bias.is_some(), eps);
     let packed = Tensor::cat(&params, 0)?;
     let y = x.contiguous()?.apply_op3(
         &conv_weight.contiguous()?,
         &packed,
         UpConvBatchNormRelu { op, scale },
     )?;
-    let (mean, var) = stats_tensors(&stats, c, x)?;
-    let unbiased = var.affine(m as f64 / (m - 1) as f64, 0.0)?;
-    Ok((y, mean, unbiased))
+    with_statistics(y, &stats, c, x, m)
 }
 
 /// The fused op on `(x, conv weight, [conv bias ‖] norm weight ‖ norm bias)` with `x` read
