@@ -181,17 +181,7 @@ impl ConvBatchNormRelu {
         (op, stats)
     }
 
-    /// `(y, z)` on contiguous slices.
-    fn forward<T: WithScratch + WithDType>(
-        &self,
-        x: &[T],
-        w: &[T],
-        params: &[T],
-    ) -> (Vec<T>, Vec<T>) {
-        self.forward_parts(&[(x, self.geometry.c_in)], 1, w, params)
-    }
-
-    /// [`Self::forward`] of the channel concatenation of the NCHW batches `parts`
+    /// `(y, z)` on contiguous slices for the channel concatenation of the NCHW batches `parts`
     /// (`(data, channels)`), each nearest-upsampled by `scale`; more than one part or a scale
     /// above 1 only for geometries `implicit::supports`.
     fn forward_parts<T: WithScratch + WithDType>(
@@ -213,6 +203,19 @@ impl ConvBatchNormRelu {
         };
         let y = self.norm.forward(&z, &affine[..c], &affine[c..]);
         (y, z)
+    }
+
+    /// [`Self::forward_parts`], keeping `z` for the backward pass; returns `y`.
+    fn run_parts<T: WithScratch + WithDType>(
+        &self,
+        parts: &[(&[T], usize)],
+        scale: usize,
+        w: &[T],
+        params: &[T],
+    ) -> candle_core::Result<Vec<T>> {
+        let (y, z) = self.forward_parts(parts, scale, w, params);
+        self.keep(z)?;
+        Ok(y)
     }
 
     fn keep<T: WithDType>(&self, z: Vec<T>) -> candle_core::Result<()> {
@@ -260,9 +263,7 @@ impl ConvTernaryKernel for ConvBatchNormRelu {
         w: &[T],
         params: &[T],
     ) -> candle_core::Result<Vec<T>> {
-        let (y, z) = self.forward(x, w, params);
-        self.keep(z)?;
-        Ok(y)
+        self.run_parts(&[(x, self.geometry.c_in)], 1, w, params)
     }
 }
 
@@ -335,9 +336,7 @@ impl ConvTernaryKernel for CatConvBatchNormRelu {
     ) -> candle_core::Result<Vec<T>> {
         let parts = [(a, self.split), (b, self.op.geometry.c_in - self.split)];
         let (w, params) = theta.split_at(self.weight_len());
-        let (y, z) = self.op.forward_parts(&parts, 1, w, params);
-        self.op.keep(z)?;
-        Ok(y)
+        self.op.run_parts(&parts, 1, w, params)
     }
 }
 
@@ -532,9 +531,7 @@ impl ConvTernaryKernel for UpConvBatchNormRelu {
         params: &[T],
     ) -> candle_core::Result<Vec<T>> {
         let parts = [(x, self.op.geometry.c_in)];
-        let (y, z) = self.op.forward_parts(&parts, self.scale, w, params);
-        self.op.keep(z)?;
-        Ok(y)
+        self.op.run_parts(&parts, self.scale, w, params)
     }
 }
 
