@@ -402,9 +402,10 @@ impl CustomOp3 for CatConvBatchNormRelu {
         let dw = dz.apply_op3_no_bwd(
             a,
             b,
-            &CatWeightGrad {
+            &PartsWeightGrad {
                 geometry: g,
                 split: self.split,
+                scale: 1,
             },
         )?;
         let d_theta: Vec<Tensor> = std::iter::once(dw.flatten_all()?).chain(d_params).collect();
@@ -412,27 +413,37 @@ impl CustomOp3 for CatConvBatchNormRelu {
     }
 }
 
-/// The weight gradient of a dense stride-1 convolution of `cat(a, b, 1)` from `(dy, a, b)`.
-struct CatWeightGrad {
+/// The weight gradient of a dense stride-1 convolution whose input is given as parts, from
+/// `(dy, a, b)`: `cat(a, b, 1)` when `split` (the channels of `a`) is less than the input's,
+/// otherwise `a` alone (`b` is then `a` again, to share the conv family's ternary dispatch); the
+/// parts read nearest-upsampled by `scale`.
+struct PartsWeightGrad {
     geometry: Geometry,
     split: usize,
+    scale: usize,
 }
 
-impl ConvTernaryKernel for CatWeightGrad {
+impl ConvTernaryKernel for PartsWeightGrad {
     fn run<T: WithScratch + WithDType>(
         &self,
         dy: &[T],
         a: &[T],
         b: &[T],
     ) -> candle_core::Result<Vec<T>> {
-        let parts = [(a, self.split), (b, self.geometry.c_in - self.split)];
-        Ok(implicit::weight_grad_parts(&self.geometry, &parts, 1, dy))
+        let (g, split) = (&self.geometry, self.split);
+        let pair = [(a, split), (b, g.c_in - split)];
+        let parts = if split < g.c_in {
+            &pair[..]
+        } else {
+            &pair[..1]
+        };
+        Ok(implicit::weight_grad_parts(g, parts, self.scale, dy))
     }
 }
 
-impl CustomOp3 for CatWeightGrad {
+impl CustomOp3 for PartsWeightGrad {
     fn name(&self) -> &'static str {
-        "crosskd-cat-conv2d-weight-grad"
+        "crosskd-conv2d-parts-weight-grad"
     }
 
     fn cpu_fwd(
@@ -592,56 +603,14 @@ impl CustomOp3 for UpConvBatchNormRelu {
         let dw = w
             .track_op()
             .then(|| {
-                let wg = UpWeightGrad {
+                let wg = PartsWeightGrad {
                     geometry: g,
+                    split: g.c_in,
                     scale: s,
                 };
                 dz.apply_op3_no_bwd(x, x, &wg)
             })
             .transpose()?;
         Ok((dx, dw, Some(Tensor::cat(&d_params, 0)?)))
-    }
-}
-
-/// The weight gradient of a dense stride-1 convolution of `x` nearest-upsampled by `scale`,
-/// from `(dy, x, x)` (the input twice, to share the conv family's ternary dispatch).
-struct UpWeightGrad {
-    geometry: Geometry,
-    scale: usize,
-}
-
-impl ConvTernaryKernel for UpWeightGrad {
-    fn run<T: WithScratch + WithDType>(
-        &self,
-        dy: &[T],
-        x: &[T],
-        _same_x: &[T],
-    ) -> candle_core::Result<Vec<T>> {
-        let parts = [(x, self.geometry.c_in)];
-        Ok(implicit::weight_grad_parts(
-            &self.geometry,
-            &parts,
-            self.scale,
-            dy,
-        ))
-    }
-}
-
-impl CustomOp3 for UpWeightGrad {
-    fn name(&self) -> &'static str {
-        "crosskd-upsample-conv2d-weight-grad"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dw = dispatch_conv_ternary(self.name(), self, (s1, l1), (s2, l2), (s3, l3))?;
-        Ok((dw, Shape::from(self.geometry.w_dims().to_vec())))
     }
 }

@@ -230,12 +230,9 @@ impl Unet {
         &self.cfg
     }
 
+    /// Any resize but the exact 2× nearest one, which the decoder folds into its convolution.
     fn resize(&self, x: &Tensor, h: usize, w: usize) -> Result<Tensor> {
-        let (_, _, xh, xw) = x.dims4()?;
         Ok(match self.cfg.upsample {
-            UpsampleMode::Nearest if h == 2 * xh && w == 2 * xw => {
-                crosskd_ops::resize::upsample_nearest2d(x, 2, 2)?
-            }
             UpsampleMode::Nearest => crosskd_ops::resize::resize_nearest(x, h, w)?,
             UpsampleMode::Bilinear => crosskd_ops::resize::resize_bilinear(x, h, w)?,
         })
