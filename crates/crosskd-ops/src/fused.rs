@@ -99,12 +99,15 @@ pub fn cat_conv2d_batch_norm_relu_train(
     let (op, stats) = ConvBatchNormRelu::new(geometry, conv_bias.is_some(), eps);
     let packed = Tensor::cat(&params, 0)?;
     let y = match inputs {
-        [a, b] if implicit::supports(&geometry) => {
+        [a, _] if implicit::supports(&geometry) => {
             let theta = Tensor::cat(&[&conv_weight.flatten_all()?, &packed], 0)?;
             let split = a.dim(1)?;
-            let cat_op = CatConvBatchNormRelu { op, split };
-            a.contiguous()?
-                .apply_op3(&b.contiguous()?, &theta, cat_op)?
+            PartsConvBatchNormRelu {
+                op,
+                split,
+                scale: 1,
+            }
+            .apply(inputs, &theta)?
         }
         _ => Tensor::cat(inputs, 1)?.contiguous()?.apply_op3(
             &conv_weight.contiguous()?,
@@ -304,45 +307,69 @@ impl CustomOp3 for ConvBatchNormRelu {
     }
 }
 
-/// The fused op on two inputs whose channel concatenation is the convolution's input:
-/// `(a, b, conv weight (flattened) ‖ [conv bias ‖] norm weight ‖ norm bias)`, `a` holding the
-/// first `split` channels.
+/// The fused op with its input given as parts: `(a, b, conv weight (flattened) ‖ [conv bias ‖]
+/// norm weight ‖ norm bias)`. The convolution's input is `cat(a, b, 1)` when `split` (the channels
+/// of `a`) is less than its channel count, otherwise `a` alone (`b` is then `a` again); the parts
+/// are read nearest-upsampled by `scale`.
 #[derive(Debug, Clone)]
-struct CatConvBatchNormRelu {
+struct PartsConvBatchNormRelu {
     op: ConvBatchNormRelu,
     split: usize,
+    scale: usize,
 }
 
-impl CatConvBatchNormRelu {
+impl PartsConvBatchNormRelu {
+    fn is_pair(&self) -> bool {
+        self.split < self.op.geometry.c_in
+    }
+
     fn part_dims(&self) -> ([usize; 4], [usize; 4]) {
-        let g = &self.op.geometry;
-        (
-            [g.n, self.split, g.h, g.w],
-            [g.n, g.c_in - self.split, g.h, g.w],
-        )
+        let (g, s) = (&self.op.geometry, self.scale);
+        let a = [g.n, self.split, g.h / s, g.w / s];
+        let b = if self.is_pair() {
+            [g.n, g.c_in - self.split, g.h / s, g.w / s]
+        } else {
+            a
+        };
+        (a, b)
     }
 
     fn weight_len(&self) -> usize {
         self.op.geometry.w_dims().iter().product()
     }
+
+    /// The op on `inputs` (one or two), `theta` packed as the op expects.
+    fn apply(self, inputs: &[&Tensor], theta: &Tensor) -> candle_core::Result<Tensor> {
+        let a = inputs[0].contiguous()?;
+        let b = match inputs {
+            [_, b] => b.contiguous()?,
+            _ => a.clone(),
+        };
+        a.apply_op3(&b, theta, self)
+    }
 }
 
-impl ConvTernaryKernel for CatConvBatchNormRelu {
+impl ConvTernaryKernel for PartsConvBatchNormRelu {
     fn run<T: WithScratch + WithDType>(
         &self,
         a: &[T],
         b: &[T],
         theta: &[T],
     ) -> candle_core::Result<Vec<T>> {
-        let parts = [(a, self.split), (b, self.op.geometry.c_in - self.split)];
+        let pair = [(a, self.split), (b, self.op.geometry.c_in - self.split)];
+        let parts = if self.is_pair() {
+            &pair[..]
+        } else {
+            &pair[..1]
+        };
         let (w, params) = theta.split_at(self.weight_len());
-        self.op.run_parts(&parts, 1, w, params)
+        self.op.run_parts(parts, self.scale, w, params)
     }
 }
 
-impl CustomOp3 for CatConvBatchNormRelu {
+impl CustomOp3 for PartsConvBatchNormRelu {
     fn name(&self) -> &'static str {
-        "crosskd-cat-conv2d-batch-norm-relu"
+        "crosskd-parts-conv2d-batch-norm-relu"
     }
 
     fn cpu_fwd(
@@ -377,37 +404,45 @@ impl CustomOp3 for CatConvBatchNormRelu {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (g, w_len) = (self.op.geometry, self.weight_len());
+        let (g, w_len, s) = (self.op.geometry, self.weight_len(), self.scale);
         let (_, dz, d_params) = self.op.norm_backward(theta, w_len, res, grad)?;
-        // Each input gets its channels of the input gradient, computed once for both.
-        let (da, db) = if a.track_op() || b.track_op() {
+        // One input gradient for all parts: summed over each `s × s` block for an up-sampled
+        // input, then each part's channels.
+        let b_tracks = self.is_pair() && b.track_op();
+        let (da, db) = if a.track_op() || b_tracks {
             let w = theta.narrow(0, 0, w_len)?.reshape(g.w_dims().to_vec())?;
-            let dx = ConvOp {
+            let mut dx = ConvOp {
                 kind: Kind::InputGrad,
                 geometry: g,
             }
             .apply(&dz, &w)?;
-            let rest = g.c_in - self.split;
-            (
-                a.track_op()
-                    .then(|| dx.narrow(1, 0, self.split))
-                    .transpose()?,
-                b.track_op()
-                    .then(|| dx.narrow(1, self.split, rest))
-                    .transpose()?,
-            )
+            if s > 1 {
+                dx = crate::pool::avg_pool2d(&dx, (s, s), (s, s), (0, 0), true)
+                    .map_err(candle_core::Error::wrap)?
+                    .affine((s * s) as f64, 0.0)?;
+            }
+            if self.is_pair() {
+                let rest = g.c_in - self.split;
+                (
+                    a.track_op()
+                        .then(|| dx.narrow(1, 0, self.split))
+                        .transpose()?,
+                    b_tracks
+                        .then(|| dx.narrow(1, self.split, rest))
+                        .transpose()?,
+                )
+            } else {
+                (Some(dx), None)
+            }
         } else {
             (None, None)
         };
-        let dw = dz.apply_op3_no_bwd(
-            a,
-            b,
-            &PartsWeightGrad {
-                geometry: g,
-                split: self.split,
-                scale: 1,
-            },
-        )?;
+        let weight_grad = PartsWeightGrad {
+            geometry: g,
+            split: self.split,
+            scale: s,
+        };
+        let dw = dz.apply_op3_no_bwd(a, b, &weight_grad)?;
         let d_theta: Vec<Tensor> = std::iter::once(dw.flatten_all()?).chain(d_params).collect();
         Ok((da, db, Some(Tensor::cat(&d_theta, 0)?)))
     }
@@ -518,99 +553,8 @@ pub fn upsample_conv2d_batch_norm_relu_train(
     let c = geometry.c_out;
     let (op, stats) = ConvBatchNormRelu::new(geometry, conv_bias.is_some(), eps);
     let packed = Tensor::cat(&params, 0)?;
-    let y = x.contiguous()?.apply_op3(
-        &conv_weight.contiguous()?,
-        &packed,
-        UpConvBatchNormRelu { op, scale },
-    )?;
+    let theta = Tensor::cat(&[&conv_weight.flatten_all()?, &packed], 0)?;
+    let split = geometry.c_in;
+    let y = PartsConvBatchNormRelu { op, split, scale }.apply(&[x], &theta)?;
     with_statistics(y, &stats, c, x, m)
-}
-
-/// The fused op on `(x, conv weight, [conv bias ‖] norm weight ‖ norm bias)` with `x` read
-/// nearest-upsampled by `scale`.
-#[derive(Debug, Clone)]
-struct UpConvBatchNormRelu {
-    op: ConvBatchNormRelu,
-    scale: usize,
-}
-
-impl ConvTernaryKernel for UpConvBatchNormRelu {
-    fn run<T: WithScratch + WithDType>(
-        &self,
-        x: &[T],
-        w: &[T],
-        params: &[T],
-    ) -> candle_core::Result<Vec<T>> {
-        let parts = [(x, self.op.geometry.c_in)];
-        self.op.run_parts(&parts, self.scale, w, params)
-    }
-}
-
-impl CustomOp3 for UpConvBatchNormRelu {
-    fn name(&self) -> &'static str {
-        "crosskd-upsample-conv2d-batch-norm-relu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (name, g, s) = (self.name(), &self.op.geometry, self.scale);
-        let x_dims = [g.n, g.c_in, g.h / s, g.w / s];
-        let params = g.c_out * if self.op.has_bias { 3 } else { 2 };
-        if l1.dims() != x_dims || l2.dims() != g.w_dims() || l3.dims() != [params] {
-            candle_core::bail!(
-                "{name}: expected operands of shapes {x_dims:?}, {:?} and [{params}], got {:?}, {:?} and {:?}",
-                g.w_dims(),
-                l1.dims(),
-                l2.dims(),
-                l3.dims()
-            );
-        }
-        let y = dispatch_conv_ternary(name, self, (s1, l1), (s2, l2), (s3, l3))?;
-        Ok((y, Shape::from(g.y_dims().to_vec())))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        params: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (g, s) = (self.op.geometry, self.scale);
-        let (_, dz, d_params) = self.op.norm_backward(params, 0, res, grad)?;
-        // The input gradient of the up-sampling is the sum over each `s × s` block.
-        let dx = x
-            .track_op()
-            .then(|| -> candle_core::Result<Tensor> {
-                let up = ConvOp {
-                    kind: Kind::InputGrad,
-                    geometry: g,
-                }
-                .apply(&dz, w)?;
-                crate::pool::avg_pool2d(&up, (s, s), (s, s), (0, 0), true)
-                    .map_err(candle_core::Error::wrap)?
-                    .affine((s * s) as f64, 0.0)
-            })
-            .transpose()?;
-        let dw = w
-            .track_op()
-            .then(|| {
-                let wg = PartsWeightGrad {
-                    geometry: g,
-                    split: g.c_in,
-                    scale: s,
-                };
-                dz.apply_op3_no_bwd(x, x, &wg)
-            })
-            .transpose()?;
-        Ok((dx, dw, Some(Tensor::cat(&d_params, 0)?)))
-    }
 }
