@@ -184,16 +184,16 @@ impl ConvBatchNormRelu {
         (op, stats)
     }
 
-    /// `(y, z)` on contiguous slices for the channel concatenation of the NCHW batches `parts`
-    /// (`(data, channels)`), each nearest-upsampled by `scale`; more than one part or a scale
-    /// above 1 only for geometries `implicit::supports`.
-    fn forward_parts<T: WithScratch + WithDType>(
+    /// `y` on contiguous slices for the channel concatenation of the NCHW batches `parts`
+    /// (`(data, channels)`), each nearest-upsampled by `scale` (more than one part or a scale
+    /// above 1 only for geometries `implicit::supports`); keeps `z` for the backward pass.
+    fn run_parts<T: WithScratch + WithDType>(
         &self,
         parts: &[(&[T], usize)],
         scale: usize,
         w: &[T],
         params: &[T],
-    ) -> (Vec<T>, Vec<T>) {
+    ) -> candle_core::Result<Vec<T>> {
         let c = self.geometry.c_out;
         let (bias, affine) = if self.has_bias {
             (Some(&params[..c]), &params[c..])
@@ -205,18 +205,6 @@ impl ConvBatchNormRelu {
             _ => implicit::forward_parts(&self.geometry, parts, scale, w, bias),
         };
         let y = self.norm.forward(&z, &affine[..c], &affine[c..]);
-        (y, z)
-    }
-
-    /// [`Self::forward_parts`], keeping `z` for the backward pass; returns `y`.
-    fn run_parts<T: WithScratch + WithDType>(
-        &self,
-        parts: &[(&[T], usize)],
-        scale: usize,
-        w: &[T],
-        params: &[T],
-    ) -> candle_core::Result<Vec<T>> {
-        let (y, z) = self.forward_parts(parts, scale, w, params);
         self.keep(z)?;
         Ok(y)
     }
