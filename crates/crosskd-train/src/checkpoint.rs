@@ -2,7 +2,9 @@
 //! in its metadata, the step, the data-loader position, the RNG state and the config hash.
 //!
 //! Files are written atomically (temporary file, fsync, rename, fsync of the folder), so an
-//! interrupted write never leaves a truncated `last.safetensors` behind.
+//! interrupted write never leaves a truncated `last.safetensors` behind, and each records a
+//! digest of its content (`crosskd.content-sha256`), so a file damaged later (a flipped bit on
+//! disk, a bad copy) is refused on load instead of silently resuming from wrong weights.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -38,6 +40,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
     }
+    pause_for_crash_tests(path);
     std::fs::rename(&tmp, path).map_err(io(path))?;
     // Directory fsync makes the rename durable; some file systems refuse to open folders, and the
     // data itself is already safe then, so a failure here is not an error.
@@ -45,6 +48,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Environment variable of the crash tests' pause hook: milliseconds to sleep inside every
+/// checkpoint write, between the complete temporary file and its rename.
+pub const PAUSE_HOOK_ENV: &str = "CROSSKD_TEST_PAUSE_IN_CHECKPOINT_WRITE_MS";
+
+/// Test-only: when [`PAUSE_HOOK_ENV`] is set, announces on stderr that a checkpoint write is in
+/// progress and sleeps, so a test can SIGKILL the process exactly there. Unset (always, outside
+/// the crash tests), it costs one environment lookup per file written.
+fn pause_for_crash_tests(path: &Path) {
+    let is_checkpoint = path.extension().is_some_and(|e| e == "safetensors");
+    if let Some(ms) = std::env::var(PAUSE_HOOK_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|_| is_checkpoint)
+    {
+        eprintln!(
+            "crosskd-test-hook: paused in checkpoint write {}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// Where training stands: what a resumed run needs besides the tensors.
@@ -152,12 +177,37 @@ impl Checkpoint {
             .iter()
             .map(|n| (n.as_str(), &self.tensors[*n]))
             .collect();
-        let bytes =
-            safetensors::serialize(data, Some(meta)).map_err(|e| TrainError::Checkpoint {
+        let bytes = crosskd_models::storage::serialize_with_digest(&data, meta).map_err(|e| {
+            TrainError::Checkpoint {
                 path: path.to_path_buf(),
                 message: e.to_string(),
-            })?;
+            }
+        })?;
         write_atomic(path, &bytes)
+    }
+
+    /// Whether the file at `path` is an intact checkpoint: readable, and its content matches the
+    /// digest recorded when it was written. The error says what is wrong.
+    pub fn verify(path: &Path) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+        Self::verify_bytes(path, &bytes)
+    }
+
+    fn verify_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
+        use crosskd_models::storage::{verify_content_digest, DigestCheck};
+        let bad = |message: String| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            message,
+        };
+        match verify_content_digest(bytes).map_err(|e| bad(format!("unreadable: {e}")))? {
+            DigestCheck::Verified => Ok(()),
+            DigestCheck::Absent => Err(bad(
+                "records no content digest, so it cannot be checked (not written by this version of crosskd)".into(),
+            )),
+            DigestCheck::Mismatch { recorded, actual } => Err(bad(format!(
+                "corrupt: its content hashes to {actual}, but it was written with {recorded}"
+            ))),
+        }
     }
 
     /// Reads a checkpoint written by [`Checkpoint::save`].
@@ -167,6 +217,7 @@ impl Checkpoint {
             message,
         };
         let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+        Self::verify_bytes(path, &bytes)?;
         let (_, header) =
             safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| bad(e.to_string()))?;
         let meta = header.metadata().clone().unwrap_or_default();
@@ -214,6 +265,7 @@ impl Checkpoint {
             "config_hash",
             "best_value",
             "best_step",
+            crosskd_models::storage::CONTENT_DIGEST_KEY,
         ];
         let extra = meta
             .into_iter()
@@ -318,5 +370,48 @@ mod tests {
         );
         let mut restored = back.position.rng.restore();
         assert_eq!(restored.next_u64(), rng.next_u64());
+    }
+
+    #[test]
+    fn flipped_bytes_are_detected_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let ck = Checkpoint {
+            tensors: HashMap::from([(
+                "student.w".to_string(),
+                Tensor::new(&[1.5f32, -2.0, 0.25, 8.0], &Device::Cpu).unwrap(),
+            )]),
+            position: TrainingPosition {
+                step: 12,
+                epoch: 1,
+                batch_in_epoch: 4,
+                rng: RngState::capture(&ChaCha8Rng::seed_from_u64(1)),
+                best: None,
+            },
+            config_hash: "abc".into(),
+            extra: HashMap::new(),
+        };
+        let path = dir.path().join("c.safetensors");
+        ck.save(&path).unwrap();
+        Checkpoint::verify(&path).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        // One byte of tensor data (the file ends with it), then one digit of the step number in
+        // the header's metadata: both change what a resumed run would do.
+        let mut data_flip = good.clone();
+        let last = data_flip.len() - 1;
+        data_flip[last] ^= 0x10;
+        let mut meta_flip = good.clone();
+        let text = String::from_utf8_lossy(&good).into_owned();
+        let at = text.find("\"step\":\"12\"").unwrap() + "\"step\":\"".len();
+        meta_flip[at] = b'7';
+        for (what, bytes) in [("tensor data", data_flip), ("metadata", meta_flip)] {
+            std::fs::write(&path, &bytes).unwrap();
+            let err = Checkpoint::load(&path, &Device::Cpu)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("corrupt") && err.contains("c.safetensors"),
+                "{what}: {err}"
+            );
+        }
     }
 }

@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Shorthand for `threads` (CPU threads; 0 = all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Shorthand for `device`: cpu, cuda (GPU 0) or cuda:N (needs a `--features cuda` build).
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
     /// Hide the progress bar (it is hidden anyway when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
@@ -179,6 +182,9 @@ impl TrainArgs {
         if let Some(t) = self.threads {
             o.push(format!("threads={t}"));
         }
+        if let Some(d) = &self.device {
+            o.push(format!("device={}", toml_string(d)));
+        }
         o.extend(self.overrides.iter().cloned());
         o
     }
@@ -223,25 +229,66 @@ pub fn default_run_dir(config: &Config) -> PathBuf {
     PathBuf::from("runs").join(format!("{}-{}", config.task.name(), config.hash()))
 }
 
-/// Installs a Ctrl-C handler that raises the returned flag (a second Ctrl-C exits at once).
-pub fn install_interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    let installed = ctrlc::set_handler(move || {
-        if f.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: writing a checkpoint (press Ctrl-C again to quit at once)");
-    });
-    if let Err(e) = installed {
-        eprintln!("warning: Ctrl-C will not checkpoint ({e})");
-    }
-    flag
+/// The stop requests of a run: SIGINT (Ctrl-C) and SIGTERM (what `timeout`, `kill` and job
+/// schedulers send) both ask the loop to write a checkpoint and stop; a second SIGINT quits at
+/// once.
+#[derive(Debug, Clone)]
+pub struct StopSignals {
+    /// Raised by either signal; the training loop watches it.
+    pub stop: Arc<AtomicBool>,
+    /// Raised by SIGTERM only, so the exit code can say which signal it was.
+    pub terminated: Arc<AtomicBool>,
 }
 
-/// Runs `train` as the binaries do: resolve the config, pick the run folder, install the Ctrl-C
-/// handler, train, and print a summary.
-pub fn train_command(args: &TrainArgs, fixed_task: Option<Task>) -> Result<RunSummary> {
+/// Exit code of a run that finished.
+pub const EXIT_FINISHED: i32 = 0;
+/// Exit code of a failed run (bad config, bad data, non-finite loss, I/O error).
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code of a run stopped by SIGINT (128 + 2), after its checkpoint was written.
+pub const EXIT_INTERRUPTED: i32 = 130;
+/// Exit code of a run stopped by SIGTERM (128 + 15), after its checkpoint was written.
+pub const EXIT_TERMINATED: i32 = 143;
+
+/// Installs the SIGINT and SIGTERM handlers of a training run (see [`StopSignals`]).
+pub fn install_stop_signals() -> StopSignals {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let signals = StopSignals {
+        stop: Arc::new(AtomicBool::new(false)),
+        terminated: Arc::new(AtomicBool::new(false)),
+    };
+    // Registered first, so it sees the flag as it was before this signal: only a second SIGINT
+    // (the flag already raised) exits at once.
+    let results = [
+        signal_hook::flag::register_conditional_shutdown(
+            SIGINT,
+            EXIT_INTERRUPTED,
+            signals.stop.clone(),
+        ),
+        signal_hook::flag::register(SIGINT, signals.stop.clone()),
+        signal_hook::flag::register(SIGTERM, signals.stop.clone()),
+        signal_hook::flag::register(SIGTERM, signals.terminated.clone()),
+    ];
+    for r in results {
+        if let Err(e) = r {
+            eprintln!("crosskd: warning: signals will not checkpoint ({e})");
+        }
+    }
+    signals
+}
+
+/// The exit code of a training command: [`EXIT_FINISHED`] for a finished (or deliberately
+/// stopped) run, [`EXIT_INTERRUPTED`] or [`EXIT_TERMINATED`] for one a signal stopped.
+pub fn exit_code(summary: &RunSummary, signals: &StopSignals) -> i32 {
+    match summary.stop {
+        StopReason::Interrupted if signals.terminated.load(Ordering::SeqCst) => EXIT_TERMINATED,
+        StopReason::Interrupted => EXIT_INTERRUPTED,
+        StopReason::Finished | StopReason::StoppedEarly => EXIT_FINISHED,
+    }
+}
+
+/// Runs `train` as the binaries do: resolve the config, pick the run folder, install the signal
+/// handlers, train, and print a summary. Returns the summary and the process's exit code.
+pub fn train_command(args: &TrainArgs, fixed_task: Option<Task>) -> Result<(RunSummary, i32)> {
     let config = args.resolve_config(fixed_task)?;
     crate::threads::apply(config.threads);
     let run_dir = match &args.out {
@@ -254,15 +301,17 @@ pub fn train_command(args: &TrainArgs, fixed_task: Option<Task>) -> Result<RunSu
         config.hash(),
         run_dir.display()
     );
+    let signals = install_stop_signals();
     let options = RunOptions {
         resume: args.resume,
-        stop_after_step: None,
-        interrupt: Some(install_interrupt_flag()),
+        interrupt: Some(signals.stop.clone()),
         progress: !args.no_progress,
+        ..RunOptions::default()
     };
     let summary = crate::train::run_training_with(&config, &run_dir, &options)?;
     print_summary(&summary);
-    Ok(summary)
+    let code = exit_code(&summary, &signals);
+    Ok((summary, code))
 }
 
 fn fmt_metrics(m: &std::collections::BTreeMap<String, f64>) -> String {
@@ -277,7 +326,9 @@ pub fn print_summary(s: &RunSummary) {
     let how = match s.stop {
         StopReason::Finished => "finished",
         StopReason::StoppedEarly => "stopped early (resume with --resume)",
-        StopReason::Interrupted => "interrupted; checkpoint written (resume with --resume)",
+        StopReason::Interrupted => {
+            "interrupted by a signal; checkpoint written (resume with --resume)"
+        }
     };
     println!(
         "run {} {how} after {} steps in {:.1} s",
@@ -334,6 +385,9 @@ pub enum Command {
         /// `test` or `val`.
         #[arg(long, default_value = "test")]
         split: String,
+        /// Device to evaluate on (cpu, cuda, cuda:N); default: the run's own.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
     },
     /// Predict on one image with a run's best checkpoint and write a PNG (dense tasks) or print
     /// class probabilities (classification).
@@ -347,6 +401,9 @@ pub enum Command {
         /// Output PNG.
         #[arg(long, value_name = "PNG")]
         out: PathBuf,
+        /// Device to predict on (cpu, cuda, cuda:N); default: the run's own.
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
     },
     /// Convert a PyTorch checkpoint (.pth/.pt, legacy or zip format; no Python needed, no pickle
     /// code executed) to safetensors with the same tensor names.
@@ -361,8 +418,9 @@ pub enum Command {
 }
 
 /// Runs `crosskd eval`.
-pub fn eval_command(run: &Path, split: &str) -> Result<()> {
-    let metrics = crate::train::evaluate(run, split)?;
+pub fn eval_command(run: &Path, split: &str, device: Option<&str>) -> Result<()> {
+    let session = crate::train::load_run_on(run, device)?;
+    let metrics = crate::train::evaluate_session(&session, split)?;
     println!("{split} metrics of {}:", run.display());
     for (k, v) in metrics {
         println!("  {k:<22} {v:.6}");
@@ -371,8 +429,8 @@ pub fn eval_command(run: &Path, split: &str) -> Result<()> {
 }
 
 /// Runs `crosskd predict`.
-pub fn predict_command(run: &Path, input: &Path, out: &Path) -> Result<()> {
-    let session = crate::train::load_run(run)?;
+pub fn predict_command(run: &Path, input: &Path, out: &Path, device: Option<&str>) -> Result<()> {
+    let session = crate::train::load_run_on(run, device)?;
     match crate::predict::predict_file(&session, input)? {
         crate::predict::Prediction::Picture(img) => {
             img.save(out).map_err(|e| crate::TrainError::Plot {
@@ -421,6 +479,9 @@ pub struct TaskTrainCli {
 pub fn task_main(task: Task) -> Result<()> {
     crate::memory::keep_freed_memory();
     let cli = TaskTrainCli::parse();
-    train_command(&cli.args, Some(task))?;
+    let (_, code) = train_command(&cli.args, Some(task))?;
+    if code != EXIT_FINISHED {
+        std::process::exit(code);
+    }
     Ok(())
 }

@@ -74,6 +74,10 @@ pub struct Config {
     /// only for the same thread count.
     #[serde(default)]
     pub threads: usize,
+    /// Where tensors live: `cpu` (default), `cuda` (GPU 0) or `cuda:N`. An execution setting,
+    /// outside [`Config::hash`]. CUDA needs a build with the `cuda` feature and a GPU.
+    #[serde(default = "default_device", skip_serializing_if = "is_default_device")]
+    pub device: String,
     /// Data set and its parameters.
     #[serde(default)]
     pub data: DataConfig,
@@ -153,6 +157,14 @@ pub struct DataConfig {
     /// Random horizontal flips of training batches. Default false.
     #[serde(default)]
     pub augment: bool,
+}
+
+fn default_device() -> String {
+    "cpu".to_string()
+}
+
+fn is_default_device(device: &str) -> bool {
+    device == "cpu"
 }
 
 fn default_image_size() -> usize {
@@ -507,6 +519,7 @@ impl Config {
             task,
             seed: 0,
             threads: 0,
+            device: default_device(),
             data: DataConfig::default(),
             student: StudentConfig::default(),
             teacher: TeacherConfig::None,
@@ -632,8 +645,27 @@ impl Config {
         self.student.architecture.as_ref()
     }
 
-    /// Checks value ranges; errors name the key.
+    /// Checks value ranges; errors name the key. One phase per section, in document order.
     pub fn validate(&self) -> Result<()> {
+        self.validate_data()?;
+        self.validate_student()?;
+        self.validate_losses()?;
+        self.validate_optimiser()?;
+        self.validate_schedule()?;
+        self.validate_loop()?;
+        self.validate_teacher()?;
+        self.validate_execution()
+    }
+
+    /// The student's architecture, or the task's default for hand-built configs.
+    fn resolved_student_arch(&self) -> ArchitectureConfig {
+        self.student_arch()
+            .cloned()
+            .unwrap_or_else(|| default_student(self.task))
+    }
+
+    /// `[data]`: a data set that serves the task, image size, split sizes and class count.
+    fn validate_data(&self) -> Result<()> {
         let c = self;
         let dense_datasets = ["scenes"];
         let cls_datasets = ["fashion-mnist"];
@@ -653,32 +685,7 @@ impl Config {
                 ),
             ));
         }
-        let arch = c
-            .student_arch()
-            .cloned()
-            .unwrap_or_else(|| default_student(c.task));
-        match (&arch, c.task.is_dense()) {
-            (ArchitectureConfig::Unet(_), true) | (ArchitectureConfig::SmallResnet(_), false) => {}
-            (other, true) => {
-                return Err(TrainError::config(
-                    "student.architecture.arch",
-                    format!(
-                        "expected \"unet\" for a dense task, found \"{}\"",
-                        other.name()
-                    ),
-                ))
-            }
-            (other, false) => {
-                return Err(TrainError::config(
-                    "student.architecture.arch",
-                    format!(
-                        "expected \"small-resnet\" for classification, found \"{}\"",
-                        other.name()
-                    ),
-                ))
-            }
-        }
-        let down = match &arch {
+        let down = match &c.resolved_student_arch() {
             ArchitectureConfig::Unet(u) => 1usize << u.depth.min(10),
             _ => 1,
         };
@@ -714,18 +721,52 @@ impl Config {
         if matches!(c.task, Task::Segmentation | Task::Classification) && c.data.num_classes < 2 {
             return Err(range("data.num-classes", "at least 2", c.data.num_classes));
         }
-        if let Some(r) = &c.regulariser {
+        Ok(())
+    }
+
+    /// `[student]`: a U-Net for dense tasks, a small ResNet for classification.
+    fn validate_student(&self) -> Result<()> {
+        match (&self.resolved_student_arch(), self.task.is_dense()) {
+            (ArchitectureConfig::Unet(_), true) | (ArchitectureConfig::SmallResnet(_), false) => {
+                Ok(())
+            }
+            (other, true) => Err(TrainError::config(
+                "student.architecture.arch",
+                format!(
+                    "expected \"unet\" for a dense task, found \"{}\"",
+                    other.name()
+                ),
+            )),
+            (other, false) => Err(TrainError::config(
+                "student.architecture.arch",
+                format!(
+                    "expected \"small-resnet\" for classification, found \"{}\"",
+                    other.name()
+                ),
+            )),
+        }
+    }
+
+    /// `[regulariser]` and `[loss]`.
+    fn validate_losses(&self) -> Result<()> {
+        if let Some(r) = &self.regulariser {
             crosskd_losses::Regulariser::new(*r)
                 .map_err(|e| TrainError::config("regulariser", e.to_string()))?;
         }
-        if !(c.loss.translation_ssim_weight.is_finite() && c.loss.translation_ssim_weight >= 0.0) {
+        let w = self.loss.translation_ssim_weight;
+        if !(w.is_finite() && w >= 0.0) {
             return Err(range(
                 "loss.translation-ssim-weight",
                 "a finite number ≥ 0",
-                c.loss.translation_ssim_weight,
+                w,
             ));
         }
-        let o = &c.optimiser;
+        Ok(())
+    }
+
+    /// `[optimiser]`.
+    fn validate_optimiser(&self) -> Result<()> {
+        let o = &self.optimiser;
         if !(o.lr.is_finite() && o.lr > 0.0) {
             return Err(range("optimiser.lr", "a finite number > 0", o.lr));
         }
@@ -754,7 +795,12 @@ impl Config {
         if !(o.eps.is_finite() && o.eps > 0.0) {
             return Err(range("optimiser.eps", "a finite number > 0", o.eps));
         }
-        let s = &c.schedule;
+        Ok(())
+    }
+
+    /// `[schedule]`.
+    fn validate_schedule(&self) -> Result<()> {
+        let s = &self.schedule;
         if s.step_size == 0 {
             return Err(range("schedule.step-size", "at least 1", 0));
         }
@@ -771,7 +817,12 @@ impl Config {
         if !(s.pct_start > 0.0 && s.pct_start < 1.0) {
             return Err(range("schedule.pct-start", "in (0, 1)", s.pct_start));
         }
-        let t = &c.train;
+        Ok(())
+    }
+
+    /// `[train]`: loop length, batch size and intervals.
+    fn validate_loop(&self) -> Result<()> {
+        let t = &self.train;
         if t.epochs == Some(0) {
             return Err(range("train.epochs", "at least 1", 0));
         }
@@ -788,7 +839,12 @@ impl Config {
         if t.log_interval == 0 {
             return Err(range("train.log-interval", "at least 1", 0));
         }
-        if let TeacherConfig::Checkpoint { path, .. } = &c.teacher {
+        Ok(())
+    }
+
+    /// `[teacher]`: what can be checked before anything is loaded.
+    fn validate_teacher(&self) -> Result<()> {
+        if let TeacherConfig::Checkpoint { path, .. } = &self.teacher {
             if path.as_os_str().is_empty() {
                 return Err(TrainError::config(
                     "teacher.path",
@@ -796,9 +852,16 @@ impl Config {
                 ));
             }
         }
-        if c.threads > 1024 {
-            return Err(range("threads", "between 0 and 1024", c.threads));
+        Ok(())
+    }
+
+    /// Execution settings: `threads` and `device`.
+    fn validate_execution(&self) -> Result<()> {
+        if self.threads > 1024 {
+            return Err(range("threads", "between 0 and 1024", self.threads));
         }
+        crate::device::DeviceChoice::parse(&self.device)
+            .map_err(|message| TrainError::config("device", message))?;
         Ok(())
     }
 
@@ -808,10 +871,17 @@ impl Config {
         toml::to_string_pretty(self).unwrap_or_default()
     }
 
-    /// A short hash identifying the resolved configuration: the first 16 hex digits of the
-    /// SHA-256 of [`Config::to_toml`]. Runs with equal hashes train identically.
+    /// A short hash naming the experiment: the first 16 hex digits of the SHA-256 of
+    /// [`Config::to_toml`] with the execution settings (`threads`, `device`) at their defaults.
+    /// Data, models, method, optimiser and seed are in it; *how* the run executes is not, so a
+    /// run resumes on another device or thread count under the same name (results are
+    /// bit-identical only for the same device and thread count). Configs that leave the execution
+    /// settings at their defaults hash as they did before these settings existed.
     pub fn hash(&self) -> String {
-        let digest = Sha256::digest(self.to_toml().as_bytes());
+        let mut experiment = self.clone();
+        experiment.threads = 0;
+        experiment.device = default_device();
+        let digest = Sha256::digest(experiment.to_toml().as_bytes());
         hex::encode(&digest[..8])
     }
 

@@ -47,6 +47,14 @@ pub enum TrainError {
         /// What was expected and what was found.
         message: String,
     },
+    /// An input file given on the command line (an image to predict on) could not be used.
+    #[error("input {path}: {message}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What was expected and what was found.
+        message: String,
+    },
     /// A checkpoint could not be read or does not fit the model.
     #[error("checkpoint {path}: {message}")]
     Checkpoint {

@@ -7,13 +7,15 @@
 //! config and seed on one machine and thread count, also across `--resume`.
 //!
 //! Allowed dependencies: every crosskd library crate below it, plus candle, serde, toml, clap,
-//! indicatif, plotters, ctrlc, tracing, anyhow, libc (allocator settings on glibc).
+//! indicatif, plotters, signal-hook, tracing, anyhow, libc (allocator settings on glibc).
 
 pub mod checkpoint;
 pub mod cli;
 pub mod config;
+pub mod device;
 pub mod error;
 mod fashion;
+pub mod json_float;
 pub mod memory;
 pub mod metrics_log;
 pub mod optim;
@@ -29,5 +31,6 @@ pub mod train;
 pub use config::{Config, Task};
 pub use error::{Result, TrainError};
 pub use train::{
-    evaluate, load_run, run_training, run_training_with, RunOptions, RunSummary, StopReason,
+    evaluate, load_run, load_run_on, run_training, run_training_with, RunOptions, RunSummary,
+    StopReason,
 };

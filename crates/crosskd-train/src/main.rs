@@ -11,12 +11,19 @@ fn main() -> anyhow::Result<()> {
     let cli = CrosskdCli::parse();
     match &cli.command {
         Command::Train(args) => {
-            train_command(args, None)?;
+            let (_, code) = train_command(args, None)?;
+            if code != crosskd_train::cli::EXIT_FINISHED {
+                std::process::exit(code);
+            }
         }
-        Command::Eval { run, split } => {
-            eval_command(run, split).with_context(|| format!("evaluating {}", run.display()))?
-        }
-        Command::Predict { run, input, out } => predict_command(run, input, out)
+        Command::Eval { run, split, device } => eval_command(run, split, device.as_deref())
+            .with_context(|| format!("evaluating {}", run.display()))?,
+        Command::Predict {
+            run,
+            input,
+            out,
+            device,
+        } => predict_command(run, input, out, device.as_deref())
             .with_context(|| format!("predicting {} with {}", input.display(), run.display()))?,
         Command::ImportWeights { from, out } => import_weights_command(from, out)
             .with_context(|| format!("importing {}", from.display()))?,

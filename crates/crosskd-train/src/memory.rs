@@ -19,3 +19,24 @@ pub fn keep_freed_memory() {
         }
     }
 }
+
+/// Resident memory of this process now, in MB (`VmRSS`; `None` where `/proc` is absent).
+pub fn resident_mb() -> Option<f64> {
+    proc_status_kb("VmRSS:").map(|kb| kb / 1024.0)
+}
+
+/// Peak resident memory of this process so far, in MB (`VmHWM`; `None` where `/proc` is absent).
+pub fn peak_resident_mb() -> Option<f64> {
+    proc_status_kb("VmHWM:").map(|kb| kb / 1024.0)
+}
+
+fn proc_status_kb(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line[field.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}

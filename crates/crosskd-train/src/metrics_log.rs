@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -18,23 +18,37 @@ pub struct TrainRecord {
     /// Epoch of the last step (0-based).
     pub epoch: u64,
     /// The task loss `L_task`.
+    #[serde(with = "crate::json_float::plain")]
     pub task_loss: f64,
     /// The distillation loss `L_distill` (before `alpha`); 0 without a teacher.
+    #[serde(with = "crate::json_float::plain")]
     pub distill_total: f64,
     /// Its knowledge-transfer term `‖Uᵀ Z_s − S Vᵀ P‖²/n` (MSE distance only, else absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::json_float::optional"
+    )]
     pub transfer: Option<f64>,
     /// Its spectral term `‖(I − Π_t) Z_s‖²/n` (MSE distance only, else absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::json_float::optional"
+    )]
     pub spectral: Option<f64>,
     /// The teacher-free regulariser `R(Z_s)` (before its weight); 0 when off.
+    #[serde(with = "crate::json_float::plain")]
     pub regulariser: f64,
     /// `L_task + alpha · L_distill + λ · R`.
+    #[serde(with = "crate::json_float::plain")]
     pub total_loss: f64,
     /// Learning rate of the last step.
+    #[serde(with = "crate::json_float::plain")]
     pub lr: f64,
     /// Training throughput over the interval. Depends on the machine: excluded from
     /// reproducibility comparisons.
+    #[serde(with = "crate::json_float::plain")]
     pub samples_per_s: f64,
 }
 
@@ -48,13 +62,14 @@ pub struct EvalRecord {
     /// `val` or `test`.
     pub split: String,
     /// Metric name → value (e.g. `abs_rel`, `delta1`, `miou`, `top1`, `psnr`, and `loss`).
+    #[serde(with = "crate::json_float::map")]
     pub metrics: BTreeMap<String, f64>,
     /// Singular values of the projector's weight matrix, largest first (empty without one).
-    #[serde(default)]
+    #[serde(default, with = "crate::json_float::list")]
     pub projector_singular_values: Vec<f64>,
     /// Singular values of the student's distilled feature on a validation batch (rows = samples ×
     /// positions), largest first.
-    #[serde(default)]
+    #[serde(default, with = "crate::json_float::list")]
     pub student_singular_values: Vec<f64>,
 }
 
@@ -95,10 +110,12 @@ impl MetricsLog {
     }
 
     /// Opens the log of a resumed run, keeping only the records up to `step` (lines written after
-    /// the checkpoint being resumed from would otherwise appear twice).
+    /// the checkpoint being resumed from would otherwise appear twice). A torn last line (the
+    /// process was killed while writing it) is dropped like any other record past the checkpoint;
+    /// an unreadable line before the end is still an error.
     pub fn resume(path: &Path, step: u64) -> Result<Self> {
         let kept: Vec<Record> = if path.exists() {
-            read_records(path)?
+            read_records_until_torn_tail(path)?
                 .into_iter()
                 .filter(|r| r.step() <= step)
                 .collect()
@@ -134,20 +151,48 @@ impl MetricsLog {
 
 /// Reads every record of a `metrics.jsonl`; errors name the line.
 pub fn read_records(path: &Path) -> Result<Vec<Record>> {
-    let file = File::open(path).map_err(|e| TrainError::io(path, e))?;
-    let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| TrainError::io(path, e))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let r = serde_json::from_str(&line).map_err(|e| TrainError::RunFolder {
-            path: path.to_path_buf(),
-            message: format!("line {}: {e}", i + 1),
-        })?;
-        out.push(r);
+    let (records, torn) = parse_records(path)?;
+    match torn {
+        Some(error) => Err(error),
+        None => Ok(records),
     }
-    Ok(out)
+}
+
+/// Like [`read_records`], but a last line that does not parse (a write cut short by a crash) is
+/// left out instead of failing the read.
+pub fn read_records_until_torn_tail(path: &Path) -> Result<Vec<Record>> {
+    Ok(parse_records(path)?.0)
+}
+
+/// The records of a log and, when its last non-empty line does not parse, that line's error.
+/// An unreadable line before the last is an error.
+fn parse_records(path: &Path) -> Result<(Vec<Record>, Option<TrainError>)> {
+    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    // A torn write can also cut a multi-byte character in two: read lossily, then let the JSON
+    // parser reject the damaged line.
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<(usize, &str)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .collect();
+    let mut out = Vec::with_capacity(lines.len());
+    for (k, (i, line)) in lines.iter().enumerate() {
+        match serde_json::from_str(line) {
+            Ok(r) => out.push(r),
+            Err(e) => {
+                let error = TrainError::RunFolder {
+                    path: path.to_path_buf(),
+                    message: format!("line {}: {e}", i + 1),
+                };
+                if k + 1 == lines.len() {
+                    return Ok((out, Some(error)));
+                }
+                return Err(error);
+            }
+        }
+    }
+    Ok((out, None))
 }
 
 #[cfg(test)]
@@ -187,5 +232,52 @@ mod tests {
             .collect();
         assert_eq!(steps, vec![1, 2, 3]);
         assert_eq!(read_records(&path).unwrap()[0], train(1));
+    }
+
+    #[test]
+    fn resume_drops_a_torn_last_line_but_not_a_damaged_middle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut log = MetricsLog::create(&path).unwrap();
+        for s in [1, 2] {
+            log.write(&train(s)).unwrap();
+        }
+        drop(log);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"kind\":\"train\",\"step\":3,\"epo");
+        std::fs::write(&path, &text).unwrap();
+        assert!(read_records(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("line 3"));
+        drop(MetricsLog::resume(&path, 2).unwrap());
+        assert_eq!(read_records(&path).unwrap().len(), 2);
+
+        let lines: Vec<&str> = text.lines().collect();
+        std::fs::write(&path, format!("{}\n{{broken\n{}\n", lines[0], lines[1])).unwrap();
+        let err = MetricsLog::resume(&path, 2).err().unwrap().to_string();
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_metrics_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let mut log = MetricsLog::create(&path).unwrap();
+        log.write(&Record::Eval(EvalRecord {
+            step: 1,
+            epoch: 0,
+            split: "val".into(),
+            metrics: BTreeMap::from([("abs_rel".to_string(), f64::NAN)]),
+            projector_singular_values: vec![f64::INFINITY],
+            student_singular_values: Vec::new(),
+        }))
+        .unwrap();
+        let back = read_records(&path).unwrap();
+        let Record::Eval(e) = &back[0] else {
+            panic!("expected an eval record")
+        };
+        assert!(e.metrics["abs_rel"].is_nan());
+        assert_eq!(e.projector_singular_values, vec![f64::INFINITY]);
     }
 }

@@ -105,7 +105,11 @@ impl Optimiser {
             let Some(g) = grads.get(var.as_tensor()) else {
                 continue;
             };
-            let theta = var.as_tensor();
+            // candle's gradients carry the autograd history of their step; state built from them
+            // without a detach keeps every past step's graph (activations included) alive through
+            // the chain m_t → m_(t−1) → …, so memory would grow without bound.
+            let g = &g.detach();
+            let theta = &var.as_tensor().detach();
             let decay = if theta.rank() >= 2 {
                 c.weight_decay
             } else {
@@ -129,8 +133,8 @@ impl Optimiser {
                     let m_hat = (&m * (1.0 / (1.0 - c.beta1.powi(t))))?;
                     let v_hat = (&v * (1.0 / (1.0 - c.beta2.powi(t))))?;
                     let step = m_hat.div(&(v_hat.sqrt()? + c.eps)?)?;
-                    slot.first = Some(m);
-                    slot.second = Some(v);
+                    slot.first = Some(m.detach());
+                    slot.second = Some(v.detach());
                     ((theta * (1.0 - lr * decay))? - (step * lr)?)?
                 }
                 OptimiserKind::Sgd => {
@@ -148,7 +152,7 @@ impl Optimiser {
                         } else {
                             b.clone()
                         };
-                        slot.first = Some(b);
+                        slot.first = Some(b.detach());
                     }
                     (theta - (d * lr)?)?
                 }

@@ -22,9 +22,9 @@ pub enum Prediction {
 
 /// Reads `input`, resizes it to the run's image size, and predicts with the session's student.
 pub fn predict_file(session: &Session, input: &Path) -> Result<Prediction> {
-    let img = image::open(input).map_err(|e| TrainError::RunFolder {
+    let img = image::open(input).map_err(|e| TrainError::Input {
         path: input.to_path_buf(),
-        message: e.to_string(),
+        message: format!("expected a readable PNG or JPEG image: {e}"),
     })?;
     let size = session.config.data.image_size as u32;
     let img = img.resize_exact(size, size, FilterType::Triangle);

@@ -186,7 +186,9 @@ impl Session {
     /// the config with the chosen teacher tap filled in.
     pub fn build(config: &Config) -> Result<Session> {
         let mut config = config.clone();
-        let device = Device::Cpu;
+        let device = crate::device::DeviceChoice::parse(&config.device)
+            .map_err(|message| TrainError::config("device", message))?
+            .open()?;
         let data = build_splits(&config)?;
         let (channels, h, w) = input_hw(&config, &data)?;
         let arch = config

@@ -65,6 +65,21 @@ pub fn convert_to_safetensors_with(
                 .unwrap_or_default(),
         ),
     ]);
+    let mut metadata = metadata;
+    // The digest lets every later reader (`read_safetensors`) tell a corrupted copy from the
+    // imported weights.
+    let digest = crate::storage::content_digest(
+        &metadata,
+        checkpoint.tensors.iter().map(|(name, t)| {
+            (
+                name.as_str(),
+                safetensors::View::dtype(&t),
+                t.shape.as_slice(),
+                t.data.as_slice(),
+            )
+        }),
+    );
+    metadata.insert(crate::storage::CONTENT_DIGEST_KEY.to_owned(), digest);
     let views = checkpoint
         .tensors
         .iter()
