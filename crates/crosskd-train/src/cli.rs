@@ -270,7 +270,7 @@ pub fn install_stop_signals() -> StopSignals {
     ];
     for r in results {
         if let Err(e) = r {
-            eprintln!("crosskd: warning: signals will not checkpoint ({e})");
+            tracing::warn!("signals will not checkpoint ({e})");
         }
     }
     signals
@@ -295,8 +295,8 @@ pub fn train_command(args: &TrainArgs, fixed_task: Option<Task>) -> Result<(RunS
         Some(d) => d.clone(),
         None => default_run_dir(&config),
     };
-    eprintln!(
-        "crosskd: training {} (config hash {}) into {}",
+    tracing::info!(
+        "training {} (config hash {}) into {}",
         config.task.name(),
         config.hash(),
         run_dir.display()
@@ -367,6 +367,9 @@ pub fn print_summary(s: &RunSummary) {
 #[derive(Debug, Parser)]
 #[command(name = "crosskd", version, about, long_about = None)]
 pub struct CrosskdCli {
+    /// Log verbosity.
+    #[command(flatten)]
+    pub verbosity: crate::logging::Verbosity,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -376,37 +379,85 @@ pub struct CrosskdCli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a student (optionally with a teacher and projector) from a config.
+    #[command(
+        after_help = "Examples:\n  crosskd train --config configs/depth-random-inverted.toml --out runs/quick\n  crosskd train --task depth --teacher random --projector inverted --steps 200\n  crosskd train --config run.toml --out runs/r1 --resume"
+    )]
     Train(TrainArgs),
     /// Evaluate a run's best checkpoint on a split and print every metric.
+    #[command(
+        after_help = "Examples:\n  crosskd eval --run runs/quick\n  crosskd eval --run runs/quick --split val --json"
+    )]
     Eval {
-        /// The run folder.
+        /// The run folder (or a student file written by `crosskd export`).
         #[arg(long, value_name = "RUN_DIR")]
         run: PathBuf,
-        /// `test` or `val`.
-        #[arg(long, default_value = "test")]
-        split: String,
+        /// Which split.
+        #[arg(long, value_enum, default_value_t = SplitArg::Test)]
+        split: SplitArg,
         /// Device to evaluate on (cpu, cuda, cuda:N); default: the run's own.
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
+        /// Print the metrics as one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Predict on one image with a run's best checkpoint and write a PNG (dense tasks) or print
     /// class probabilities (classification).
+    #[command(
+        after_help = "Examples:\n  crosskd predict --run runs/quick --input photo.png --out depth.png\n  crosskd predict --run student.safetensors --input shoe.png"
+    )]
     Predict {
-        /// The run folder.
+        /// The run folder (or a student file written by `crosskd export`).
         #[arg(long, value_name = "RUN_DIR")]
         run: PathBuf,
         /// Input image (PNG or JPEG); resized to the run's image size.
         #[arg(long, value_name = "IMG")]
         input: PathBuf,
-        /// Output PNG.
+        /// Output PNG (dense tasks; classification prints its classes and needs none).
         #[arg(long, value_name = "PNG")]
-        out: PathBuf,
+        out: Option<PathBuf>,
         /// Device to predict on (cpu, cuda, cuda:N); default: the run's own.
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
     },
+    /// Show what a run folder or a checkpoint holds: config, hash, progress and metrics, or
+    /// every tensor with its shape and dtype, the metadata and the digest check.
+    #[command(
+        after_help = "Examples:\n  crosskd inspect runs/quick\n  crosskd inspect runs/quick/checkpoints/best.safetensors"
+    )]
+    Inspect {
+        /// A run folder or a `.safetensors` file.
+        path: PathBuf,
+    },
+    /// Write a run's student (network + head, no projector or optimiser state) as one
+    /// safetensors file with its architecture and config in the metadata.
+    #[command(
+        after_help = "Example:\n  crosskd export --run runs/quick --out student.safetensors"
+    )]
+    Export {
+        /// The run folder (its best checkpoint is exported, else the last).
+        #[arg(long, value_name = "RUN_DIR")]
+        run: PathBuf,
+        /// The file to write.
+        #[arg(long, value_name = "FILE.safetensors")]
+        out: PathBuf,
+    },
+    /// List architectures, an architecture's feature taps, or the shipped configs.
+    #[command(subcommand)]
+    List(ListCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    #[command(
+        after_help = "Example:\n  crosskd completions bash > ~/.local/share/bash-completion/completions/crosskd"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Convert a PyTorch checkpoint (.pth/.pt, legacy or zip format; no Python needed, no pickle
     /// code executed) to safetensors with the same tensor names.
+    #[command(
+        after_help = "Example:\n  crosskd import-weights --from mobilenet_v2-b0353104.pth --out models/weights/mobilenet_v2.safetensors"
+    )]
     ImportWeights {
         /// The PyTorch checkpoint.
         #[arg(long, value_name = "FILE.pth")]
@@ -417,22 +468,102 @@ pub enum Command {
     },
 }
 
+/// Splits of a run on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    /// The test split.
+    Test,
+    /// The validation split (carved from the training data).
+    Val,
+    /// The training split.
+    Train,
+}
+
+impl SplitArg {
+    /// The split's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitArg::Test => "test",
+            SplitArg::Val => "val",
+            SplitArg::Train => "train",
+        }
+    }
+}
+
+/// What `crosskd list` lists.
+#[derive(Debug, Subcommand)]
+pub enum ListCommand {
+    /// The architectures crosskd builds.
+    #[command(after_help = "Example:\n  crosskd list archs")]
+    Archs,
+    /// The feature taps of an architecture, with their shapes.
+    #[command(
+        after_help = "Examples:\n  crosskd list taps unet --size 32\n  crosskd list taps resnet --set depth=50 --size 224"
+    )]
+    Taps {
+        /// The architecture (see `crosskd list archs`).
+        arch: String,
+        /// Side of the square input in pixels.
+        #[arg(long, default_value_t = 224)]
+        size: usize,
+        /// Set a key of the architecture's table, e.g. `--set base-width=16`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
+    /// The run configs in a folder, with task, teacher and config hash.
+    #[command(after_help = "Example:\n  crosskd list configs")]
+    Configs {
+        /// The folder.
+        #[arg(default_value = "configs")]
+        dir: PathBuf,
+    },
+}
+
 /// Runs `crosskd eval`.
-pub fn eval_command(run: &Path, split: &str, device: Option<&str>) -> Result<()> {
+pub fn eval_command(run: &Path, split: SplitArg, device: Option<&str>, json: bool) -> Result<()> {
     let session = crate::train::load_run_on(run, device)?;
-    let metrics = crate::train::evaluate_session(&session, split)?;
-    println!("{split} metrics of {}:", run.display());
+    let metrics = crate::train::evaluate_session(&session, split.name())?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            #[serde(with = "crate::json_float::map")]
+            metrics: &'a std::collections::BTreeMap<String, f64>,
+        }
+        let text = serde_json::to_string(&Out { metrics: &metrics }).unwrap_or_default();
+        // The map alone, as one object: `{"abs_rel": …, …}`.
+        let inner = text
+            .strip_prefix("{\"metrics\":")
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or(&text);
+        println!("{inner}");
+        return Ok(());
+    }
+    println!("{} metrics of {}:", split.name(), run.display());
     for (k, v) in metrics {
         println!("  {k:<22} {v:.6}");
     }
     Ok(())
 }
 
-/// Runs `crosskd predict`.
-pub fn predict_command(run: &Path, input: &Path, out: &Path, device: Option<&str>) -> Result<()> {
+/// Runs `crosskd predict`; dense tasks need `out`.
+pub fn predict_command(
+    run: &Path,
+    input: &Path,
+    out: Option<&Path>,
+    device: Option<&str>,
+) -> Result<()> {
     let session = crate::train::load_run_on(run, device)?;
     match crate::predict::predict_file(&session, input)? {
         crate::predict::Prediction::Picture(img) => {
+            let out = out.ok_or_else(|| {
+                crate::TrainError::config(
+                    "--out",
+                    format!(
+                        "a {} run predicts a picture: give --out FILE.png",
+                        session.config.task.name()
+                    ),
+                )
+            })?;
             img.save(out).map_err(|e| crate::TrainError::Plot {
                 path: out.to_path_buf(),
                 message: e.to_string(),
@@ -470,6 +601,9 @@ pub fn import_weights_command(from: &Path, out: &Path) -> Result<()> {
     about = "Train a crosskd student on one task (same options as `crosskd train`)."
 )]
 pub struct TaskTrainCli {
+    /// Log verbosity.
+    #[command(flatten)]
+    pub verbosity: crate::logging::Verbosity,
     /// The training options.
     #[command(flatten)]
     pub args: TrainArgs,
@@ -479,6 +613,7 @@ pub struct TaskTrainCli {
 pub fn task_main(task: Task) -> Result<()> {
     crate::memory::keep_freed_memory();
     let cli = TaskTrainCli::parse();
+    crate::logging::init(cli.verbosity);
     let (_, code) = train_command(&cli.args, Some(task))?;
     if code != EXIT_FINISHED {
         std::process::exit(code);

@@ -11,12 +11,15 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod device;
 pub mod error;
 mod fashion;
 pub mod json_float;
+pub mod logging;
 pub mod memory;
+pub mod metrics_csv;
 pub mod metrics_log;
 pub mod optim;
 pub mod plots;
@@ -25,6 +28,7 @@ pub mod progress;
 pub mod schedule;
 pub mod session;
 pub mod task;
+pub mod tensorboard;
 pub mod threads;
 pub mod train;
 

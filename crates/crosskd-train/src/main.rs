@@ -1,14 +1,18 @@
-//! The `crosskd` command-line tool: `train`, `eval`, `predict`, `import-weights`.
+//! The `crosskd` command-line tool: `train`, `eval`, `predict`, `inspect`, `export`, `list`,
+//! `completions`, `import-weights`.
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use crosskd_train::cli::{
     eval_command, import_weights_command, predict_command, train_command, Command, CrosskdCli,
+    ListCommand,
 };
+use crosskd_train::commands;
 
 fn main() -> anyhow::Result<()> {
     crosskd_train::memory::keep_freed_memory();
     let cli = CrosskdCli::parse();
+    crosskd_train::logging::init(cli.verbosity);
     match &cli.command {
         Command::Train(args) => {
             let (_, code) = train_command(args, None)?;
@@ -16,15 +20,42 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(code);
             }
         }
-        Command::Eval { run, split, device } => eval_command(run, split, device.as_deref())
+        Command::Eval {
+            run,
+            split,
+            device,
+            json,
+        } => eval_command(run, *split, device.as_deref(), *json)
             .with_context(|| format!("evaluating {}", run.display()))?,
         Command::Predict {
             run,
             input,
             out,
             device,
-        } => predict_command(run, input, out, device.as_deref())
+        } => predict_command(run, input, out.as_deref(), device.as_deref())
             .with_context(|| format!("predicting {} with {}", input.display(), run.display()))?,
+        Command::Inspect { path } => print!("{}", commands::inspect(path)?),
+        Command::Export { run, out } => {
+            let n = commands::export(run, out)
+                .with_context(|| format!("exporting {}", run.display()))?;
+            println!("wrote {} ({n} tensors: student and head)", out.display());
+        }
+        Command::List(what) => print!(
+            "{}",
+            match what {
+                ListCommand::Archs => commands::list_archs(),
+                ListCommand::Taps {
+                    arch,
+                    size,
+                    overrides,
+                } => commands::list_taps(arch, *size, overrides)?,
+                ListCommand::Configs { dir } => commands::list_configs(dir)?,
+            }
+        ),
+        Command::Completions { shell } => {
+            let mut cmd = CrosskdCli::command();
+            clap_complete::generate(*shell, &mut cmd, "crosskd", &mut std::io::stdout());
+        }
         Command::ImportWeights { from, out } => import_weights_command(from, out)
             .with_context(|| format!("importing {}", from.display()))?,
     }

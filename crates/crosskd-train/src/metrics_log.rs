@@ -1,5 +1,5 @@
 //! `metrics.jsonl`: one JSON object per line, a `train` line per logging interval and an `eval`
-//! line per evaluation.
+//! line per evaluation; the same records go to TensorBoard event files and `metrics.csv`.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::tensorboard::EventWriter;
 
 /// Loss terms averaged over a logging interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,19 +94,25 @@ impl Record {
     }
 }
 
-/// Appends records to `metrics.jsonl`, flushing every line.
+/// Appends records to `metrics.jsonl`, flushing every line, and mirrors them into the run
+/// folder's TensorBoard event file ([`crate::tensorboard`]) and, on request, `metrics.csv`
+/// ([`crate::metrics_csv`]).
 pub struct MetricsLog {
     path: PathBuf,
     file: File,
+    events: EventWriter,
+    records: Vec<Record>,
 }
 
 impl MetricsLog {
-    /// Creates (truncating) the log.
+    /// Creates (truncating) the log, and starts the event files afresh.
     pub fn create(path: &Path) -> Result<Self> {
         let file = File::create(path).map_err(|e| TrainError::io(path, e))?;
         Ok(MetricsLog {
             path: path.to_path_buf(),
             file,
+            events: EventWriter::rebuild(run_folder(path), &[])?,
+            records: Vec::new(),
         })
     }
 
@@ -135,7 +142,14 @@ impl MetricsLog {
         Ok(MetricsLog {
             path: path.to_path_buf(),
             file,
+            events: EventWriter::rebuild(run_folder(path), &kept)?,
+            records: kept,
         })
+    }
+
+    /// Rewrites `metrics.csv` beside the log from every record so far.
+    pub fn write_csv(&self) -> Result<()> {
+        crate::metrics_csv::write(run_folder(&self.path), &self.records)
     }
 
     /// Appends one record.
@@ -145,8 +159,20 @@ impl MetricsLog {
             message: e.to_string(),
         })?;
         writeln!(self.file, "{line}").map_err(|e| TrainError::io(&self.path, e))?;
-        self.file.flush().map_err(|e| TrainError::io(&self.path, e))
+        self.file
+            .flush()
+            .map_err(|e| TrainError::io(&self.path, e))?;
+        self.events.write_record(record)?;
+        self.records.push(record.clone());
+        Ok(())
     }
+}
+
+/// The folder a log file lives in (its run folder).
+fn run_folder(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Reads every record of a `metrics.jsonl`; errors name the line.

@@ -376,6 +376,12 @@ impl Session {
     /// Loads the weights of a checkpoint into the session's variables; errors name any tensor
     /// that is missing or has the wrong shape.
     pub fn load_weights(&self, ck: &Checkpoint, path: &Path) -> Result<()> {
+        self.load_tensors(&ck.tensors, path)
+    }
+
+    /// Loads prefixed tensors (`student.…`, `head.…`, `distill.…`) into the session's variables;
+    /// errors name any tensor that is missing or has the wrong shape, and `path`.
+    pub fn load_tensors(&self, tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
         for (prefix, map) in self.var_groups() {
             let data = map.data().lock().unwrap_or_else(|p| p.into_inner());
             let mut names: Vec<&String> = data.keys().collect();
@@ -383,7 +389,7 @@ impl Session {
             for name in names {
                 let key = format!("{prefix}{name}");
                 let var = &data[name];
-                let t = ck.tensors.get(&key).ok_or_else(|| TrainError::Checkpoint {
+                let t = tensors.get(&key).ok_or_else(|| TrainError::Checkpoint {
                     path: path.to_path_buf(),
                     message: format!("tensor {key} is missing (the run's config.toml does not match this checkpoint)"),
                 })?;

@@ -168,7 +168,12 @@ pub fn load_run(run_dir: &Path) -> Result<Session> {
 
 /// [`load_run`] on another device than the run's own (`cpu`, `cuda`, `cuda:N`); the device is an
 /// execution setting, so the run's checkpoints load anywhere.
+///
+/// `run_dir` may also be a student file written by `crosskd export`.
 pub fn load_run_on(run_dir: &Path, device: Option<&str>) -> Result<Session> {
+    if run_dir.is_file() {
+        return load_export(run_dir, device);
+    }
     let mut config = load_run_config(run_dir)?;
     if let Some(d) = device {
         config.device = d.to_string();
@@ -182,6 +187,23 @@ pub fn load_run_on(run_dir: &Path, device: Option<&str>) -> Result<Session> {
     }
     let ck = Checkpoint::load(&path, &session.device)?;
     session.load_weights(&ck, &path)?;
+    Ok(session)
+}
+
+/// Rebuilds the student of an exported file on `device` (default: the run's own).
+fn load_export(path: &Path, device: Option<&str>) -> Result<Session> {
+    let (mut config, tensors) = crate::commands::read_export(path, &candle_core::Device::Cpu)?;
+    if let Some(d) = device {
+        config.device = d.to_string();
+        config.validate()?;
+    }
+    crate::threads::apply(config.threads);
+    let session = Session::build(&config)?;
+    let tensors = tensors
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.to_device(&session.device)?)))
+        .collect::<Result<std::collections::HashMap<_, _>>>()?;
+    session.load_tensors(&tensors, path)?;
     Ok(session)
 }
 

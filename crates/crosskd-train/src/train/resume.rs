@@ -40,8 +40,8 @@ pub(super) fn find_resume_point(
     let last = checkpoint_path(run_dir, "last");
     let previous = checkpoint_path(run_dir, PREVIOUS);
     if !last.exists() && !previous.exists() {
-        eprintln!(
-            "crosskd: no checkpoint in {} yet (the run stopped before its first one): starting from step 0",
+        tracing::info!(
+            "no checkpoint in {} yet (the run stopped before its first one): starting from step 0",
             run_dir.display()
         );
         return Ok(ResumePoint::FromScratch);
@@ -50,8 +50,8 @@ pub(super) fn find_resume_point(
         Ok(ck) => (ck, last),
         Err(last_error) => match Checkpoint::load(&previous, device) {
             Ok(ck) => {
-                eprintln!(
-                    "crosskd: warning: {last_error}; resuming from {} (step {}) instead",
+                tracing::warn!(
+                    "{last_error}; resuming from {} (step {}) instead",
                     previous.display(),
                     ck.position.step
                 );

@@ -297,7 +297,7 @@ impl<'a> Trainer<'a> {
         let a = std::mem::take(&mut self.acc);
         let k = a.steps.max(1) as f64;
         let secs = self.interval_start.elapsed().as_secs_f64().max(1e-9);
-        self.log.write(&Record::Train(TrainRecord {
+        let record = TrainRecord {
             step,
             epoch: self.epoch_of_last_step(),
             task_loss: a.task / k,
@@ -308,7 +308,9 @@ impl<'a> Trainer<'a> {
             total_loss: a.total / k,
             lr,
             samples_per_s: self.interval_samples as f64 / secs,
-        }))?;
+        };
+        self.progress.interval(&record);
+        self.log.write(&Record::Train(record))?;
         self.interval_start = Instant::now();
         self.interval_samples = 0;
         Ok(())
@@ -363,7 +365,7 @@ impl<'a> Trainer<'a> {
             &["last"]
         };
         self.save_checkpoint(which)?;
-        Ok(())
+        self.log.write_csv()
     }
 
     /// Stop phase: whether the run should end here (early stop or a signal), with a checkpoint.
@@ -464,6 +466,7 @@ impl<'a> Trainer<'a> {
             let ck = Checkpoint::load(&last_path, &session.device)?;
             session.load_weights(&ck, &last_path)?;
         }
+        self.log.write_csv()?;
         let files = write_plots(session, self.run_dir)?;
         let batch = first_val_batch(session)?;
         let s = spectra(session, &batch)?;
