@@ -442,6 +442,12 @@ pub enum Command {
         #[arg(long, value_name = "FILE.safetensors")]
         out: PathBuf,
     },
+    /// Redraw a run's plots (loss and metric curves, spectra, predictions) from its files.
+    #[command(after_help = "Example:\n  crosskd plot runs/quick")]
+    Plot {
+        /// The run folder.
+        run: PathBuf,
+    },
     /// List architectures, an architecture's feature taps, or the shipped configs.
     #[command(subcommand)]
     List(ListCommand),

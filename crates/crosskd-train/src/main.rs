@@ -1,4 +1,4 @@
-//! The `crosskd` command-line tool: `train`, `eval`, `predict`, `inspect`, `export`, `list`,
+//! The `crosskd` command-line tool: `train`, `eval`, `predict`, `inspect`, `export`, `plot`, `list`,
 //! `completions`, `import-weights`.
 
 use anyhow::Context;
@@ -39,6 +39,13 @@ fn main() -> anyhow::Result<()> {
             let n = commands::export(run, out)
                 .with_context(|| format!("exporting {}", run.display()))?;
             println!("wrote {} ({n} tensors: student and head)", out.display());
+        }
+        Command::Plot { run } => {
+            let session = crosskd_train::load_run(run)
+                .with_context(|| format!("loading {}", run.display()))?;
+            for f in crosskd_train::train::write_plots(&session, run)? {
+                println!("wrote {}", f.display());
+            }
         }
         Command::List(what) => print!(
             "{}",

@@ -197,6 +197,13 @@ fn inspect_export_list_and_json_eval_on_a_real_run() {
     assert_eq!(code, 1);
     assert!(err.contains("--out"), "{err}");
 
+    std::fs::remove_file(run.join("loss_curves.png")).unwrap();
+    let plotted = stdout_of(&["plot", run_s]);
+    assert!(
+        plotted.contains("loss_curves.png") && run.join("loss_curves.png").exists(),
+        "{plotted}"
+    );
+
     let archs = stdout_of(&["list", "archs"]);
     assert!(
         archs.contains("mobilenet-v2") && archs.contains("unet"),
