@@ -7,6 +7,9 @@
 //! handed straight from the batch-norm backward to the convolution's two gradients. The maths is
 //! unchanged: `y = relu(bn(conv(x, w) + b))` with batch statistics, the same kernels as the
 //! separate ops (`conv::cpu`, `norm::cpu::BatchNormAffine`), so results match them exactly.
+//!
+//! Depends on the kernels of `conv` and `norm` (and `pool`, `resize` for the up-sampled input);
+//! the layer methods that choose this op live above it, in the crate's `layers` module.
 
 use std::sync::{Arc, Mutex};
 

@@ -6,6 +6,8 @@
 //! gemms over patches (see `cpu`: read in place from a padded channels-last image for dense
 //! stride-1 kernels, an explicit im2col otherwise), recorded as candle custom ops whose backward
 //! passes are each other (see `ops`). Other devices and dtypes dispatch to candle's own convolutions.
+//!
+//! Depends on `kernel` and `channel` (the bias and its gradient); not on `norm` or `fused`.
 
 pub(crate) mod cpu;
 mod gemm;
@@ -85,7 +87,7 @@ pub(crate) fn runs_on_cpu_kernels(x: &Tensor, weight: &Tensor) -> bool {
 
 fn add_bias(y: Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     match bias {
-        Some(b) => crate::norm::add_channel_bias(&y, b),
+        Some(b) => crate::channel::add_channel_bias(&y, b),
         None => Ok(y),
     }
 }

@@ -256,6 +256,6 @@ impl candle_core::CustomOp3 for ConvBiasOp {
             geometry: self.geometry,
         };
         let (dx, dw) = conv.bwd(x, w, res, grad)?;
-        Ok((dx, dw, Some(crate::norm::channel_sums(grad)?)))
+        Ok((dx, dw, Some(crate::channel::channel_sums(grad)?)))
     }
 }

@@ -8,7 +8,10 @@
 //!
 //! On the CPU (f32, f64) the standardisation step runs as one hand-written kernel (`cpu.rs`) with a
 //! hand-written backward; elsewhere it is a composition of candle primitives ([`generic`]). The
-//! affine step is always plain broadcast arithmetic.
+//! affine step is `crate::channel`'s per-channel kernel on the CPU, broadcast arithmetic elsewhere.
+//!
+//! Depends on `channel`, `reduce`, `kernel` and `activation`; not on `conv` or `fused` (the fused
+//! conv-BN-ReLU methods of [`BatchNorm2d`] live in the crate's `layers` module, above both).
 //!
 //! # Running statistics
 //! [`BatchNorm2d`] asks its `VarBuilder` for `running_mean`, `running_var` and
@@ -22,17 +25,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Tensor, Var};
+use candle_core::{Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
+use crate::channel::{channels, check_affine, use_cpu_kernel};
 use crate::{Error, Result};
 
 pub(crate) mod cpu;
 
-/// Whether the hand-written CPU kernel applies (f32/f64 on the CPU).
-fn use_cpu_kernel(x: &Tensor) -> bool {
-    x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64)
-}
+/// Kept at its old path: callers added conv biases through `norm` before it moved to `channel`.
+pub use crate::channel::add_channel_bias;
 
 /// Standardises `x` viewed as `(A, C, B)`: for each `c`, over all `a` and `b`,
 /// `x̂ = (x − μ_c) / sqrt(σ²_c + eps)` with the biased variance `σ²_c`. Returns `x̂` and the
@@ -114,19 +116,6 @@ pub(crate) fn stats_tensors(
     Ok((mean, var))
 }
 
-fn check_affine(op: &'static str, name: &str, p: Option<&Tensor>, len: usize) -> Result<()> {
-    if let Some(p) = p {
-        if p.dims() != [len] {
-            return Err(Error::Shape {
-                op,
-                expected: format!("{name} of shape ({len})"),
-                got: p.dims().to_vec(),
-            });
-        }
-    }
-    Ok(())
-}
-
 /// `y = x̂ · weight + bias` with the parameters broadcast along `dim` of `x̂`.
 fn affine_along(
     xhat: &Tensor,
@@ -139,7 +128,7 @@ fn affine_along(
     if let (true, Some(w), Some(b)) = (allow_kernel && use_cpu_kernel(xhat), weight, bias) {
         if w.dtype() == xhat.dtype() && b.dtype() == xhat.dtype() {
             let dims = xhat.dims();
-            let op = cpu::ChannelAffine {
+            let op = crate::channel::cpu::ChannelAffine {
                 a: dims[..dim].iter().product(),
                 c: len,
                 b: dims[dim + 1..].iter().product(),
@@ -159,50 +148,6 @@ fn affine_along(
         y = y.broadcast_add(&b.reshape(shape.as_slice())?)?;
     }
     Ok(y)
-}
-
-/// `y = x + bias` with `bias: (C)` broadcast along dimension 1 of `x: (N, C, ...)` — a
-/// convolution's or linear layer's bias. On the CPU (f32/f64) the bias gradient is one pass per
-/// channel instead of candle's strided broadcast reduction.
-pub fn add_channel_bias(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let (n, c, rest) = channels("add_channel_bias", x)?;
-    check_affine("add_channel_bias", "bias", Some(bias), c)?;
-    if use_cpu_kernel(x) && bias.dtype() == x.dtype() {
-        let op = cpu::ChannelBias(cpu::ChannelAffine { a: n, c, b: rest });
-        return Ok(x.contiguous()?.apply_op2(&bias.contiguous()?, op)?);
-    }
-    let mut shape = vec![1usize; x.rank()];
-    shape[1] = c;
-    Ok(x.broadcast_add(&bias.reshape(shape.as_slice())?)?)
-}
-
-/// `Σ` over every dimension but 1 of a CPU f32/f64 tensor `(N, C, ...)`: the bias gradient of a
-/// convolution. Records no backward.
-pub(crate) fn channel_sums(x: &Tensor) -> candle_core::Result<Tensor> {
-    let dims = x.dims();
-    if dims.len() < 2 {
-        candle_core::bail!("channel_sums: expected (N, C, ...), got {dims:?}");
-    }
-    let op = cpu::ChannelSum(cpu::ChannelAffine {
-        a: dims[0],
-        c: dims[1],
-        b: dims[2..].iter().product(),
-    });
-    x.contiguous()?.apply_op1_no_bwd(&op)
-}
-
-fn channels(op: &'static str, x: &Tensor) -> Result<(usize, usize, usize)> {
-    if x.rank() < 2 {
-        return Err(Error::Shape {
-            op,
-            expected: "an input of rank ≥ 2 (N, C, ...)".into(),
-            got: x.dims().to_vec(),
-        });
-    }
-    let n = x.dim(0)?;
-    let c = x.dim(1)?;
-    let rest = x.elem_count() / (n * c).max(1);
-    Ok((n, c, rest))
 }
 
 /// Batch normalisation with batch statistics (training mode), over every dimension but 1:
@@ -494,6 +439,12 @@ impl BatchNorm2d {
         self.config
     }
 
+    /// The affine `(weight, bias)`, both present or both absent (`config().affine`); for the
+    /// fused conv-BN-ReLU methods, which live above `norm` (the crate's `layers` module).
+    pub(crate) fn affine_params(&self) -> Option<(&Tensor, &Tensor)> {
+        self.weight.as_ref().zip(self.bias.as_ref())
+    }
+
     /// Training-mode forward: normalises with batch statistics and updates the running ones,
     /// `running ← (1 − momentum)·running + momentum·batch` (variance: unbiased).
     pub fn forward_train(&self, x: &Tensor) -> Result<Tensor> {
@@ -509,82 +460,6 @@ impl BatchNorm2d {
         }
     }
 
-    /// `relu(self.forward_t(conv2d(x, conv_weight) + conv_bias, train))`; in training with affine
-    /// parameters, the convolution, normalisation and ReLU run as one op
-    /// ([`crate::fused::conv2d_batch_norm_relu_train`]).
-    pub fn forward_conv_relu(
-        &self,
-        x: &Tensor,
-        conv_weight: &Tensor,
-        conv_bias: Option<&Tensor>,
-        conv_cfg: crate::conv::Conv2dConfig,
-        train: bool,
-    ) -> Result<Tensor> {
-        self.forward_cat_conv_relu(&[x], conv_weight, conv_bias, conv_cfg, train)
-    }
-
-    /// [`Self::forward_conv_relu`] of the channel concatenation `cat(inputs, 1)`, which the fused
-    /// training op does not build ([`crate::fused::cat_conv2d_batch_norm_relu_train`]).
-    pub fn forward_cat_conv_relu(
-        &self,
-        inputs: &[&Tensor],
-        conv_weight: &Tensor,
-        conv_bias: Option<&Tensor>,
-        conv_cfg: crate::conv::Conv2dConfig,
-        train: bool,
-    ) -> Result<Tensor> {
-        match (&self.weight, &self.bias) {
-            (Some(w), Some(b)) if train => {
-                let stats = crate::fused::cat_conv2d_batch_norm_relu_train(
-                    inputs,
-                    conv_weight,
-                    (conv_bias, w, b),
-                    conv_cfg,
-                    self.config.eps,
-                )?;
-                self.update_running(stats)
-            }
-            _ => {
-                let x = match inputs {
-                    [x] => (*x).clone(),
-                    _ => Tensor::cat(inputs, 1)?,
-                };
-                let z = crate::conv::conv2d(&x, conv_weight, conv_bias, conv_cfg)?;
-                self.forward_relu(&z, train)
-            }
-        }
-    }
-
-    /// [`Self::forward_conv_relu`] of `upsample_nearest2d(x, scale, scale)`, which the fused
-    /// training op does not build ([`crate::fused::upsample_conv2d_batch_norm_relu_train`]).
-    pub fn forward_upsample_conv_relu(
-        &self,
-        x: &Tensor,
-        scale: usize,
-        conv_weight: &Tensor,
-        conv_bias: Option<&Tensor>,
-        conv_cfg: crate::conv::Conv2dConfig,
-        train: bool,
-    ) -> Result<Tensor> {
-        match (&self.weight, &self.bias) {
-            (Some(w), Some(b)) if train => {
-                let stats = crate::fused::upsample_conv2d_batch_norm_relu_train(
-                    x,
-                    scale,
-                    conv_weight,
-                    (conv_bias, w, b),
-                    conv_cfg,
-                    self.config.eps,
-                )?;
-                self.update_running(stats)
-            }
-            _ => {
-                let up = crate::resize::upsample_nearest2d(x, scale, scale)?;
-                self.forward_conv_relu(&up, conv_weight, conv_bias, conv_cfg, train)
-            }
-        }
-    }
-
     fn train_step(&self, x: &Tensor, normalise: TrainingNorm) -> Result<Tensor> {
         self.update_running(normalise(
             x,
@@ -595,7 +470,10 @@ impl BatchNorm2d {
     }
 
     /// Folds the batch statistics of a training step into the running ones; returns `y`.
-    fn update_running(&self, (y, mean, var): (Tensor, Tensor, Tensor)) -> Result<Tensor> {
+    pub(crate) fn update_running(
+        &self,
+        (y, mean, var): (Tensor, Tensor, Tensor),
+    ) -> Result<Tensor> {
         let m = self.config.momentum;
         let update = |stat: &Var, batch: &Tensor| -> Result<()> {
             let old = stat.as_tensor().detach();
