@@ -442,6 +442,19 @@ pub enum Command {
         #[arg(long, value_name = "FILE.safetensors")]
         out: PathBuf,
     },
+    /// Compare finished runs: mean ± std per variant over seeds, and paired differences with
+    /// 95% intervals against the no-KD variant where seeds match.
+    #[command(
+        after_help = "Examples:\n  crosskd compare runs/nokd-s1 runs/nokd-s2 runs/inv-s1 runs/inv-s2\n  crosskd compare runs/reproduce/runs --format csv"
+    )]
+    Compare {
+        /// Run folders, or folders of run folders.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CompareFormat::Markdown)]
+        format: CompareFormat,
+    },
     /// Redraw a run's plots (loss and metric curves, spectra, predictions) from its files.
     #[command(after_help = "Example:\n  crosskd plot runs/quick")]
     Plot {
@@ -494,6 +507,15 @@ impl SplitArg {
             SplitArg::Train => "train",
         }
     }
+}
+
+/// Output formats of `crosskd compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompareFormat {
+    /// A Markdown table and the paired differences.
+    Markdown,
+    /// One CSV row per variant.
+    Csv,
 }
 
 /// What `crosskd list` lists.

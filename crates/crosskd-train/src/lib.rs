@@ -12,6 +12,7 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
+pub mod compare;
 pub mod config;
 pub mod device;
 pub mod error;

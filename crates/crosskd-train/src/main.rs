@@ -1,11 +1,12 @@
-//! The `crosskd` command-line tool: `train`, `eval`, `predict`, `inspect`, `export`, `plot`, `list`,
+//! The `crosskd` command-line tool: `train`, `eval`, `predict`, `inspect`, `export`, `compare`, `plot`,
+//! `list`,
 //! `completions`, `import-weights`.
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
 use crosskd_train::cli::{
-    eval_command, import_weights_command, predict_command, train_command, Command, CrosskdCli,
-    ListCommand,
+    eval_command, import_weights_command, predict_command, train_command, Command, CompareFormat,
+    CrosskdCli, ListCommand,
 };
 use crosskd_train::commands;
 
@@ -39,6 +40,14 @@ fn main() -> anyhow::Result<()> {
             let n = commands::export(run, out)
                 .with_context(|| format!("exporting {}", run.display()))?;
             println!("wrote {} ({n} tensors: student and head)", out.display());
+        }
+        Command::Compare { runs, format } => {
+            let dirs = crosskd_train::compare::expand_run_dirs(runs);
+            let comparison = crosskd_train::compare::compare_dirs(&dirs)?;
+            match format {
+                CompareFormat::Markdown => print!("{}", comparison.to_markdown()),
+                CompareFormat::Csv => print!("{}", comparison.to_csv()),
+            }
         }
         Command::Plot { run } => {
             let session = crosskd_train::load_run(run)

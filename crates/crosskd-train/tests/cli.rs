@@ -232,3 +232,63 @@ fn inspect_export_list_and_json_eval_on_a_real_run() {
         "completion script is empty"
     );
 }
+
+#[test]
+fn compare_pairs_seeds_and_reports_intervals() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runs = Vec::new();
+    for (teacher, seed) in [("none", 1), ("none", 2), ("random", 1), ("random", 2)] {
+        let run = dir.path().join(format!("{teacher}-{seed}"));
+        let (code, err) = crosskd(&[
+            "train",
+            "--task",
+            "depth",
+            "--steps",
+            "3",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--teacher",
+            teacher,
+            "--seed",
+            &seed.to_string(),
+            "--set",
+            "data.image-size=16",
+            "--set",
+            "data.train-samples=8",
+            "--set",
+            "data.val-samples=4",
+            "--set",
+            "data.test-samples=4",
+            "--set",
+            "train.batch-size=4",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        runs.push(run);
+    }
+    // Given as one folder of run folders, in reverse: the no-KD variant still comes first.
+    let md = stdout_of(&["compare", dir.path().to_str().unwrap()]);
+    let lines: Vec<&str> = md.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("| no KD |")), "{md}");
+    let paired = lines
+        .iter()
+        .find(|l| l.starts_with("| random teacher, inverted |") && l.contains("(n = 2)"))
+        .unwrap_or_else(|| panic!("no paired row: {md}"));
+    assert!(
+        paired.ends_with("| better |")
+            || paired.ends_with("| worse |")
+            || paired.ends_with("| undecided |"),
+        "{paired}"
+    );
+    let csv = stdout_of(&[
+        "compare",
+        "--format",
+        "csv",
+        runs[0].to_str().unwrap(),
+        runs[2].to_str().unwrap(),
+    ]);
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.lines().nth(1).unwrap().contains(",baseline"), "{csv}");
+}

@@ -9,7 +9,6 @@
 mod grid;
 mod report;
 mod runs;
-mod table;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -275,7 +274,7 @@ pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
         )?);
     }
     let wall = progress.started.elapsed().as_secs_f64();
-    let tables: BTreeMap<&'static str, table::Table> = results
+    let tables: BTreeMap<&'static str, crosskd_train::compare::Table> = results
         .iter()
         .map(|r| (r.task.name(), report::task_table(r, args.seeds)))
         .collect();

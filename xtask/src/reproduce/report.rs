@@ -8,8 +8,8 @@ use crosskd_train::plots::{plot_panels, Panel};
 use crosskd_train::{RunSummary, Task};
 
 use super::grid::{self, Budget, Inputs, Profile, TeacherKind, Variant};
-use super::table::{mean_std, verdict, Row, Table, Verdict};
 use super::{Cell, ReproduceArgs, TaskResult};
+use crosskd_train::compare::{mean_std, verdict, Row, Table, Verdict};
 use crosskd_train::config::Direction;
 
 /// Secondary metrics shown next to the primary one: `(key, higher is better)`.

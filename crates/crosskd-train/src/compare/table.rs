@@ -1,5 +1,6 @@
 //! Paper-style markdown tables: mean ± std over seeds and the change against no distillation,
-//! with a plain verdict on whether that change exceeds the seed spread.
+//! with a plain verdict on whether that change exceeds the seed spread (unpaired; see
+//! [`super::paired`] for the paired intervals).
 
 /// Mean and sample standard deviation (n − 1; 0 for a single value).
 pub fn mean_std(values: &[f64]) -> (f64, f64) {
