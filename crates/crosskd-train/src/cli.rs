@@ -295,12 +295,6 @@ pub fn train_command(args: &TrainArgs, fixed_task: Option<Task>) -> Result<(RunS
         Some(d) => d.clone(),
         None => default_run_dir(&config),
     };
-    tracing::info!(
-        "training {} (config hash {}) into {}",
-        config.task.name(),
-        config.hash(),
-        run_dir.display()
-    );
     let signals = install_stop_signals();
     let options = RunOptions {
         resume: args.resume,

@@ -4,6 +4,8 @@
 //! about the run's progress goes through `tracing`, so `-q` silences it, `-v` adds detail and
 //! `RUST_LOG=crosskd_train=debug,crosskd_models=trace` picks per crate.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Verbosity flags shared by every binary.
@@ -58,6 +60,8 @@ pub fn init(verbosity: Verbosity) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Colour codes are noise in log files, nohup.out and CI output.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
 }

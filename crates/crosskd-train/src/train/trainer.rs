@@ -104,6 +104,13 @@ impl<'a> Trainer<'a> {
         let session = Session::build(config)?;
         let hash = session.config.hash();
         let cfg = &session.config;
+        // The hash of the resolved config (teacher tap filled in): the one checkpoints carry and
+        // `crosskd inspect` shows.
+        tracing::info!(
+            "training {} (config hash {hash}) into {}",
+            cfg.task.name(),
+            run_dir.display()
+        );
         let train_len = session.data.train.len();
         if train_len == 0 {
             return Err(TrainError::config(
