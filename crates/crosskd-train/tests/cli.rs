@@ -16,23 +16,14 @@ fn crosskd(args: &[&str]) -> (i32, String) {
     )
 }
 
-#[test]
-fn usage_errors_exit_2() {
-    let (code, err) = crosskd(&["train", "--no-such-option"]);
-    assert_eq!(code, 2, "{err}");
-}
-
-#[test]
-fn a_broken_image_is_named_as_the_input_not_the_run_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let run_s = run.to_str().unwrap();
-    let (code, err) = crosskd(&[
+/// `crosskd train` on a tiny depth problem (16×16 scenes, a few steps) with `extra` options.
+fn train_tiny_depth(out: &str, steps: &str, extra: &[&str]) -> (i32, String) {
+    let mut args = vec![
         "train",
         "--task",
         "depth",
         "--steps",
-        "2",
+        steps,
         "--threads",
         "1",
         "--no-progress",
@@ -47,8 +38,24 @@ fn a_broken_image_is_named_as_the_input_not_the_run_folder() {
         "--set",
         "train.batch-size=4",
         "--out",
-        run_s,
-    ]);
+        out,
+    ];
+    args.extend_from_slice(extra);
+    crosskd(&args)
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (code, err) = crosskd(&["train", "--no-such-option"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn a_broken_image_is_named_as_the_input_not_the_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let (code, err) = train_tiny_depth(run_s, "2", &[]);
     assert_eq!(code, 0, "{err}");
     let broken = dir.path().join("broken.png");
     // A PNG signature and nothing else: what a truncated download looks like.
@@ -239,32 +246,12 @@ fn compare_pairs_seeds_and_reports_intervals() {
     let mut runs = Vec::new();
     for (teacher, seed) in [("none", 1), ("none", 2), ("random", 1), ("random", 2)] {
         let run = dir.path().join(format!("{teacher}-{seed}"));
-        let (code, err) = crosskd(&[
-            "train",
-            "--task",
-            "depth",
-            "--steps",
-            "3",
-            "--threads",
-            "1",
-            "--no-progress",
-            "--teacher",
-            teacher,
-            "--seed",
-            &seed.to_string(),
-            "--set",
-            "data.image-size=16",
-            "--set",
-            "data.train-samples=8",
-            "--set",
-            "data.val-samples=4",
-            "--set",
-            "data.test-samples=4",
-            "--set",
-            "train.batch-size=4",
-            "--out",
+        let seed = seed.to_string();
+        let (code, err) = train_tiny_depth(
             run.to_str().unwrap(),
-        ]);
+            "3",
+            &["--teacher", teacher, "--seed", &seed],
+        );
         assert_eq!(code, 0, "{err}");
         runs.push(run);
     }

@@ -304,20 +304,12 @@ fn a_damaged_last_checkpoint_falls_back_to_previous() {
         ..RunOptions::default()
     };
     run_training_with(&c, dir.path(), &stop).unwrap();
-    let last = dir.path().join("checkpoints/last.safetensors");
-    let mut bytes = std::fs::read(&last).unwrap();
-    let end = bytes.len() - 1;
-    bytes[end] ^= 0x01;
-    std::fs::write(&last, &bytes).unwrap();
-    let s = run_training_with(
-        &c,
-        dir.path(),
-        &RunOptions {
-            resume: true,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    flip_last_byte(dir.path(), "last");
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    let s = run_training_with(&c, dir.path(), &resume).unwrap();
     assert_eq!((s.stop, s.steps), (StopReason::Finished, 24));
     assert_eq!(comparable(full.path()), comparable(dir.path()));
 
@@ -325,26 +317,24 @@ fn a_damaged_last_checkpoint_falls_back_to_previous() {
     let dir = tempfile::tempdir().unwrap();
     run_training_with(&c, dir.path(), &stop).unwrap();
     for name in ["last", "previous"] {
-        let p = dir.path().join(format!("checkpoints/{name}.safetensors"));
-        let mut bytes = std::fs::read(&p).unwrap();
-        let end = bytes.len() - 1;
-        bytes[end] ^= 0x01;
-        std::fs::write(&p, &bytes).unwrap();
+        flip_last_byte(dir.path(), name);
     }
-    let e = run_training_with(
-        &c,
-        dir.path(),
-        &RunOptions {
-            resume: true,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let e = run_training_with(&c, dir.path(), &resume)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("last.safetensors")
             && e.contains("previous.safetensors")
             && e.contains("corrupt"),
         "{e}"
     );
+}
+
+/// Damages a checkpoint the way a bad disk would: one bit of its last tensor byte.
+fn flip_last_byte(run: &Path, checkpoint: &str) {
+    let p = run.join(format!("checkpoints/{checkpoint}.safetensors"));
+    let mut bytes = std::fs::read(&p).unwrap();
+    let end = bytes.len() - 1;
+    bytes[end] ^= 0x01;
+    std::fs::write(&p, &bytes).unwrap();
 }
