@@ -79,7 +79,7 @@ impl Target for Idx {
         // The same bytes as a labels file (one dimension) and as an images file (three, paired
         // with four valid labels); accepted when either reading accepts them.
         let as_labels = read_idx(&path, 1).map(|_| ()).map_err(refused);
-        let as_images = (|| {
+        let as_images = (|| -> Result<(), String> {
             for options in [
                 FashionMnistOptions::default(),
                 FashionMnistOptions {
