@@ -95,7 +95,7 @@ impl Target for Idx {
             }
             Ok(())
         })();
-        as_images.or(as_labels)
+        as_images.or_else(|images_error| as_labels.map_err(|_| images_error))
     }
 }
 
