@@ -1,12 +1,18 @@
 //! `cargo xtask`: project automation for crosskd — fetch teachers, reproduce the paper's claims,
-//! benchmarks, and rendering sample scenes.
+//! benchmarks, rendering sample scenes, and fuzzing the parsers of outside input.
 
 mod bench;
 mod fetch;
+mod fuzz;
 mod render;
 mod reproduce;
 
 use clap::{Parser, Subcommand};
+
+/// Counts heap bytes per fuzz execution (`cargo xtask fuzz`'s memory cap); threads outside an
+/// execution pay one thread-local read per allocation.
+#[global_allocator]
+static ALLOCATOR: crosskd_fuzz::CountingAllocator = crosskd_fuzz::CountingAllocator;
 
 /// crosskd project automation.
 #[derive(Parser)]
@@ -20,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run benchmarks (train-step, ops, render, loader) and update docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Fuzz every parser of outside input (IDX, PNG, .pth, safetensors, TOML, JSON lines).
+    Fuzz(fuzz::FuzzArgs),
     /// Download the default teachers (models/teachers.toml) into the hf-hub cache and verify them.
     FetchTeachers(fetch::FetchArgs),
     /// Run the reproduction grid and write docs/results.md (quick profile: ~20 min on 2 cores).
@@ -34,6 +42,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Render(args) => render::run(&args),
         Command::FetchTeachers(args) => fetch::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
         Command::Reproduce(args) => reproduce::run(&args),
     }
 }

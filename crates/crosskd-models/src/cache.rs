@@ -207,14 +207,34 @@ impl FeatureCache {
                 ),
             ));
         }
-        let mut location = HashMap::with_capacity(manifest.num_samples);
+        // `num-samples` is checked against the indices actually listed before it sizes anything:
+        // a manifest announcing 10^12 samples must be an error, not a 10^12-entry allocation.
+        let listed: usize = manifest.shards.iter().map(|s| s.indices.len()).sum();
+        if listed != manifest.num_samples {
+            return Err(cache_err(
+                &manifest_path,
+                format!(
+                    "num-samples is {}, but the shards list {listed} sample indices",
+                    manifest.num_samples
+                ),
+            ));
+        }
+        let mut location = HashMap::with_capacity(listed);
         for (s, shard) in manifest.shards.iter().enumerate() {
             let path = dir.join(&shard.file);
             if !path.is_file() {
                 return Err(cache_err(&path, "shard listed in the manifest is missing"));
             }
             for (row, &index) in shard.indices.iter().enumerate() {
-                location.insert(index, (s, row));
+                if let Some((other, _)) = location.insert(index, (s, row)) {
+                    return Err(cache_err(
+                        &manifest_path,
+                        format!(
+                            "sample index {index} is listed in shard {} and in shard {}",
+                            manifest.shards[other].file, shard.file
+                        ),
+                    ));
+                }
             }
         }
         Ok(Self {

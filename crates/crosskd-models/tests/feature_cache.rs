@@ -211,3 +211,36 @@ fn duplicate_indices_and_failing_sources_are_refused() -> Result<()> {
     assert_eq!(leftovers, 0, "failed builds leave nothing behind");
     Ok(())
 }
+
+/// Found by `cargo xtask fuzz` (target cache-manifest): a manifest announcing 10^12 samples made
+/// `open` reserve a 10^12-entry table (an abort, not an error). The count is now checked against
+/// the indices the shards list, and an index listed twice is refused too.
+#[test]
+fn manifest_counts_are_checked_before_use() -> Result<()> {
+    let root = tempfile::tempdir().expect("temporary folder");
+    let calls = Cell::new(0);
+    let t = teacher(1)?;
+    let (cache, _) = open(root.path(), &t, "pooled", "toy:n=10", &calls)?;
+    let manifest = cache.dir().join("manifest.json");
+    let text = std::fs::read_to_string(&manifest).expect("read manifest");
+    let mut json: serde_json::Value = serde_json::from_str(&text).expect("manifest JSON");
+    json["num-samples"] = 1_000_000_000_000u64.into();
+    std::fs::write(&manifest, json.to_string()).expect("write manifest");
+    let msg = FeatureCache::open(root.path(), cache.key(), &Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        msg.contains("manifest.json") && msg.contains("num-samples is 1000000000000"),
+        "{msg}"
+    );
+    json["num-samples"] = N.into();
+    json["shards"][1]["indices"][0] = json["shards"][0]["indices"][0].clone();
+    std::fs::write(&manifest, json.to_string()).expect("write manifest");
+    let msg = FeatureCache::open(root.path(), cache.key(), &Device::Cpu)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(msg.contains("is listed in shard shard-00000"), "{msg}");
+    Ok(())
+}

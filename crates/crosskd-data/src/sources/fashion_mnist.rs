@@ -171,6 +171,14 @@ impl FashionMnist {
                 format!("{} labels", lab.dims[0]),
             ));
         }
+        // Empty images would leave `get` nothing to sample from when upsampling.
+        if img.dims[1] == 0 || img.dims[2] == 0 {
+            return Err(DataError::invalid(
+                images,
+                "images of at least 1 x 1 pixels",
+                format!("{} x {} (rows x cols)", img.dims[1], img.dims[2]),
+            ));
+        }
         if let Some(bad) = lab.data.iter().position(|&l| l >= 10) {
             return Err(DataError::invalid(
                 labels,
@@ -353,6 +361,25 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(err, DataError::Io { .. }) && err.to_string().contains("nope"));
+    }
+
+    /// Images of 0 columns passed the size check (0
+    /// bytes expected, 0 found) and `get` with `size` indexed an empty pixel slice (a panic).
+    #[test]
+    fn empty_images_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join("i");
+        let labels = dir.path().join("l");
+        std::fs::write(&images, idx_bytes(0x803, &[2, 5, 0], &[])).unwrap();
+        std::fs::write(&labels, idx_bytes(0x801, &[2], &[0, 1])).unwrap();
+        let options = FashionMnistOptions {
+            rgb: false,
+            size: Some(7),
+        };
+        let err = FashionMnist::from_files(&images, &labels, options)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("5 x 0 (rows x cols)"), "{err}");
     }
 
     /// Uses the real data set when `dataset-fashion-mnist` is installed (skips otherwise).

@@ -164,6 +164,15 @@ pub(crate) fn materialise(name: &str, view: &TensorRef, storage: &[u8]) -> Resul
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .ok_or_else(|| bad(format!("shape {:?} overflows", view.shape)))?;
+    // A view selecting more elements than its storage holds must reuse elements (stride 0 or
+    // overlapping strides): state dicts never hold one, and copying it out would let a few bytes
+    // of pickle announce a terabyte-sized tensor.
+    if numel > storage_numel {
+        return Err(bad(format!(
+            "view of shape {:?} (stride {:?}) selects {numel} elements, more than its storage `{}` holds ({storage_numel}); broadcast or overlapping views are not supported",
+            view.shape, view.stride, view.storage.key
+        )));
+    }
     let shape = view.shape.clone();
     if numel == 0 {
         return Ok(NamedTensor {

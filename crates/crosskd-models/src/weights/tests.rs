@@ -493,6 +493,31 @@ fn view_past_its_storage_is_an_error_naming_the_tensor() {
     );
 }
 
+/// A stride-0 view of a one-float storage announcing 10^12 elements made the reader reserve
+/// 4 TB (an abort, not an error); views selecting more elements than their storage are refused.
+#[test]
+fn broadcast_view_announcing_a_terabyte_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = [Spec {
+        name: "expanded",
+        storage_type: "FloatStorage",
+        key: "0",
+        storage_numel: 1,
+        offset: 0,
+        shape: vec![1_000_000, 1_000_000],
+        stride: vec![0, 0],
+        view: None,
+    }];
+    let path = dir.path().join("broadcast.pth");
+    std::fs::write(&path, legacy_file(&specs, &[("0", le_f32(&[1.0]), 1)])).unwrap();
+    let err = read_pytorch_checkpoint(&path).unwrap_err();
+    assert!(
+        matches!(&err, WeightsError::BadTensor { name, .. } if name == "expanded")
+            && err.to_string().contains("selects 1000000000000 elements"),
+        "{err}"
+    );
+}
+
 #[test]
 fn refuses_os_system_by_name() {
     let dir = tempfile::tempdir().unwrap();
