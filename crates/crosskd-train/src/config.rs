@@ -647,6 +647,7 @@ impl Config {
 
     /// Checks value ranges; errors name the key. One phase per section, in document order.
     pub fn validate(&self) -> Result<()> {
+        self.validate_seeds()?;
         self.validate_data()?;
         self.validate_student()?;
         self.validate_losses()?;
@@ -720,6 +721,36 @@ impl Config {
         }
         if matches!(c.task, Task::Segmentation | Task::Classification) && c.data.num_classes < 2 {
             return Err(range("data.num-classes", "at least 2", c.data.num_classes));
+        }
+        Ok(())
+    }
+
+    /// Seeds: TOML integers are signed 64-bit, and seeds derived by adding to them (the random
+    /// teacher's `seed + 1`, the scene streams `data.seed + 2`) must still be writable, or the
+    /// resolved `config.toml` could not be saved.
+    fn validate_seeds(&self) -> Result<()> {
+        const TOML_MAX: u64 = i64::MAX as u64;
+        if self.seed > TOML_MAX - 1 {
+            return Err(range(
+                "seed",
+                &format!("at most {}", TOML_MAX - 1),
+                self.seed,
+            ));
+        }
+        if self.data.seed > TOML_MAX - 2 {
+            return Err(range(
+                "data.seed",
+                &format!("at most {}", TOML_MAX - 2),
+                self.data.seed,
+            ));
+        }
+        if let TeacherConfig::Random {
+            seed: Some(seed), ..
+        } = &self.teacher
+        {
+            if *seed > TOML_MAX {
+                return Err(range("teacher.seed", &format!("at most {TOML_MAX}"), seed));
+            }
         }
         Ok(())
     }
@@ -823,11 +854,19 @@ impl Config {
     /// `[train]`: loop length, batch size and intervals.
     fn validate_loop(&self) -> Result<()> {
         let t = &self.train;
-        if t.epochs == Some(0) {
-            return Err(range("train.epochs", "at least 1", 0));
+        if let Some(e) = t.epochs.filter(|e| !(1..=MAX_EPOCHS).contains(e)) {
+            return Err(range(
+                "train.epochs",
+                &format!("between 1 and {MAX_EPOCHS}"),
+                e,
+            ));
         }
-        if t.steps == Some(0) {
-            return Err(range("train.steps", "at least 1", 0));
+        if let Some(s) = t.steps.filter(|s| !(1..=MAX_STEPS).contains(s)) {
+            return Err(range(
+                "train.steps",
+                &format!("between 1 and {MAX_STEPS}"),
+                s,
+            ));
         }
         if t.batch_size == 0 || t.batch_size > 4096 {
             return Err(range(
@@ -890,7 +929,10 @@ impl Config {
         if let Some(s) = self.train.steps {
             return s;
         }
-        self.train.epochs.unwrap_or(1) * self.steps_per_epoch(train_samples)
+        self.train
+            .epochs
+            .unwrap_or(1)
+            .saturating_mul(self.steps_per_epoch(train_samples))
     }
 
     /// Optimiser steps per epoch (the last partial batch is dropped, so every step sees a full
@@ -932,6 +974,10 @@ pub fn default_student(task: Task) -> ArchitectureConfig {
         }),
     }
 }
+
+/// Upper bounds that keep step counts far from overflow (a run of 10^12 steps is not a run).
+const MAX_EPOCHS: u64 = 1_000_000;
+const MAX_STEPS: u64 = 1_000_000_000_000;
 
 fn range(key: &str, expected: &str, found: impl std::fmt::Display) -> TrainError {
     TrainError::config(key, format!("expected {expected}, found {found}"))

@@ -74,6 +74,16 @@ fn out_of_range_values_name_the_key() {
             "[schedule]\ngamma = 2.0",
             "schedule.gamma: expected in (0, 1], found 2",
         ),
+        // Found by the fuzzer: a step count that overflowed, and a seed whose teacher seed
+        // (seed + 1) no longer fitted a TOML integer, leaving config.toml empty.
+        (
+            "[train]\nepochs = 9223372036854775807",
+            "train.epochs: expected between 1 and 1000000, found 9223372036854775807",
+        ),
+        (
+            "seed = 9223372036854775807",
+            "seed: expected at most 9223372036854775806, found 9223372036854775807",
+        ),
     ];
     for (snippet, expected) in cases {
         let e = parse(&format!("task = \"depth\"\n{snippet}\n"), &[]).unwrap_err();
