@@ -176,6 +176,47 @@ fn gpu_relu6() {
     });
 }
 
+#[test]
+#[ignore = "needs a CUDA GPU: cargo test --features cuda -- --ignored gpu"]
+fn gpu_relu_gradient_at_the_kinks() {
+    // The CPU kernel (like PyTorch) gives the derivative 0 exactly at the kinks, 0 and 6; off the
+    // CPU, crosskd's relu is candle's, whose backward (`x >= 0`) gives 1 at 0. `x − x̃·m` (x̃
+    // detached, m a 0/1 mask) is exactly 0 where m = 1 and still has derivative 1 there.
+    let mask = Tensor::from_vec(
+        (0..24).map(|i| (i % 2) as f32).collect(),
+        (4, 6),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_gpu_matches_cpu("relu and relu6 at their kinks", &[&[4, 6]], 7, |x, dev| {
+        let z = (&x[0] - x[0].detach().mul(&on(&mask, dev)?)?)?;
+        Ok(vec![
+            activation::relu(&z)?,
+            activation::relu6(&z.affine(1.0, 6.0)?)?,
+        ])
+    });
+}
+
+#[test]
+#[ignore = "needs a CUDA GPU: cargo test --features cuda -- --ignored gpu"]
+fn gpu_relu_propagates_nan() {
+    // The CPU kernel passes NaN through on purpose: a NaN activation must reach the loss, where
+    // the trainer stops on it. candle's relu (`fmaxf(x, 0)` in CUDA) turns it into 0.
+    let gpu = gpu();
+    let x = Tensor::new(&[-1f32, f32::NAN, 2.0], &gpu).unwrap();
+    for (name, y) in [
+        ("relu", activation::relu(&x)),
+        ("relu6", activation::relu6(&x)),
+    ] {
+        let y = y.and_then(|y| Ok(y.to_vec1::<f32>()?)).unwrap();
+        assert!(
+            y[1].is_nan(),
+            "{name} on the GPU turned a NaN input into {}; the CPU kernel keeps it NaN",
+            y[1]
+        );
+    }
+}
+
 // ---- softmax and cross-entropy ------------------------------------------------------------
 
 #[test]
