@@ -1,8 +1,11 @@
 //! Benchmarks run by `cargo xtask bench`; each writes its section of `docs/benchmarks.md`.
 
 pub mod data;
+pub mod device;
 pub mod report;
 pub mod train_step;
+
+use device::BenchDevice;
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -16,23 +19,36 @@ pub struct BenchArgs {
     /// PyTorch column, docs/benchmarks.md left as it is) — the loop for working on the ops.
     #[arg(long)]
     pub crosskd_only: bool,
+    /// train-step only: where the crosskd, candle and PyTorch columns run — cpu, cuda (GPU 0) or
+    /// cuda:N (needs xtask built with `--features cuda` and a GPU).
+    #[arg(long, default_value = "cpu", value_parser = BenchDevice::parse)]
+    pub device: BenchDevice,
 }
 
 /// Runs the selected benchmarks.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     // candle's gemm and rayon both read RAYON_NUM_THREADS; it must be set before the first use.
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    if args.device != BenchDevice::Cpu && args.which.as_deref() != Some("train-step") {
+        anyhow::bail!(
+            "--device {} applies to `cargo xtask bench train-step` only: render, loader and ops \
+             are CPU benchmarks",
+            args.device.label()
+        );
+    }
     match args.which.as_deref() {
         Some("render") => data::render(args.threads),
         Some("loader") => data::loader(args.threads),
-        Some("train-step") if args.crosskd_only => train_step::run_crosskd_only(args.threads),
-        Some("train-step") => train_step::run(args.threads),
+        Some("train-step") if args.crosskd_only => {
+            train_step::run_crosskd_only(args.threads, args.device)
+        }
+        Some("train-step") => train_step::run(args.threads, args.device),
         Some("ops") => ops(args.threads),
         Some(other) => {
             anyhow::bail!("unknown benchmark `{other}`: expected train-step, ops, render or loader")
         }
         None => {
-            train_step::run(args.threads)?;
+            train_step::run(args.threads, BenchDevice::Cpu)?;
             data::render(args.threads)?;
             data::loader(args.threads)
         }

@@ -4,9 +4,25 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-/// Path of the benchmarks document, from the workspace root.
+/// The workspace root the benchmarks read their scripts from and write their results to:
+/// `CROSSKD_ROOT` when set, else the checkout xtask was compiled in while it still holds the
+/// benchmark scripts, else the current directory. The last case is a prebuilt xtask carried to a
+/// machine without a Rust toolchain (`xtask/bench/gpu_session.sh`), which runs from the root of a
+/// copy of the working tree at another path.
+pub fn workspace_root() -> PathBuf {
+    if let Some(root) = std::env::var_os("CROSSKD_ROOT") {
+        return PathBuf::from(root);
+    }
+    let compiled_in = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    if compiled_in.join("xtask/bench/train_step.py").is_file() {
+        return compiled_in;
+    }
+    std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// Path of the benchmarks document.
 fn benchmarks_md() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/benchmarks.md")
+    workspace_root().join("docs/benchmarks.md")
 }
 
 /// Replaces the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in

@@ -2,13 +2,18 @@
 //! raw candle ops, with crosskd-ops, and with PyTorch (`xtask/bench/train_step.py`) when `torch`
 //! is importable, all on the same number of threads.
 //!
+//! `--device cuda[:N]` runs all three columns on that GPU instead (PyTorch when it is built with
+//! CUDA) and writes its own section, `train-step-cuda`, leaving the CPU one alone. Every timed
+//! interval on a GPU ends with a device synchronisation (candle's `Device::synchronize`, PyTorch's
+//! `torch.cuda.synchronize`): kernels are queued asynchronously, and a clock read without it
+//! measures the queueing, not the work.
+//!
 //! The network is written once against [`StepOps`]; the two Rust columns differ only in which
 //! implementation of the ops they plug in, so the ratio measures the ops and nothing else. The raw
 //! candle column calls candle's pooling and upsampling whose *gradients* are wrong (see
 //! `docs/ops.md`): it is a speed baseline, not a usable trainer.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -16,6 +21,8 @@ use anyhow::{bail, Context};
 use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use crosskd_ops::conv::{conv2d, conv_transpose2d, Conv2dConfig, ConvTranspose2dConfig};
+
+use super::device::BenchDevice;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -299,41 +306,28 @@ struct Reference {
     head_b: Var,
 }
 
-/// The device both Rust columns run on: the first GPU when built with `--features cuda`, else the
-/// CPU.
-fn device() -> &'static Device {
-    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
-    DEVICE.get_or_init(|| {
-        #[cfg(feature = "cuda")]
-        if let Ok(gpu) = Device::new_cuda(0) {
-            return gpu;
-        }
-        Device::Cpu
-    })
-}
-
-fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], bound: f32) -> Result<Var> {
+fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], bound: f32, device: &Device) -> Result<Var> {
     let n = shape.iter().product::<usize>();
     let data: Vec<f32> = (0..n).map(|_| rng.gen_range(-bound..bound)).collect();
-    Ok(Var::from_tensor(&Tensor::from_vec(data, shape, device())?)?)
+    Ok(Var::from_tensor(&Tensor::from_vec(data, shape, device)?)?)
 }
 
-fn constant(value: f32, len: usize) -> Result<Var> {
-    Ok(Var::from_tensor(&Tensor::full(value, len, device())?)?)
+fn constant(value: f32, len: usize, device: &Device) -> Result<Var> {
+    Ok(Var::from_tensor(&Tensor::full(value, len, device)?)?)
 }
 
 impl Reference {
     /// PyTorch's default conv initialisation bound `1/sqrt(fan_in)`, from a fixed seed so both Rust
-    /// columns start from identical weights.
-    fn new(seed: u64) -> Result<Self> {
+    /// columns start from identical weights, on `device`.
+    fn new(seed: u64, device: &Device) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut block = |i: usize, o: usize, stride: usize, group_norm: bool| -> Result<Block> {
             let bound = 1.0 / ((i * 9) as f32).sqrt();
             Ok(Block {
-                conv_w: uniform(&mut rng, &[o, i, 3, 3], bound)?,
-                conv_b: uniform(&mut rng, &[o], bound)?,
-                norm_w: constant(1.0, o)?,
-                norm_b: constant(0.0, o)?,
+                conv_w: uniform(&mut rng, &[o, i, 3, 3], bound, device)?,
+                conv_b: uniform(&mut rng, &[o], bound, device)?,
+                norm_w: constant(1.0, o, device)?,
+                norm_b: constant(0.0, o, device)?,
                 stride,
                 group_norm,
             })
@@ -353,10 +347,10 @@ impl Reference {
         let head_bound = 1.0 / (32f32).sqrt();
         Ok(Self {
             blocks,
-            up_w: uniform(&mut rng, &[128, 64, 2, 2], up_bound)?,
-            up_b: uniform(&mut rng, &[64], up_bound)?,
-            head_w: uniform(&mut rng, &[3, 32, 1, 1], head_bound)?,
-            head_b: uniform(&mut rng, &[3], head_bound)?,
+            up_w: uniform(&mut rng, &[128, 64, 2, 2], up_bound, device)?,
+            up_b: uniform(&mut rng, &[64], up_bound, device)?,
+            head_w: uniform(&mut rng, &[3, 32, 1, 1], head_bound, device)?,
+            head_b: uniform(&mut rng, &[3], head_bound, device)?,
         })
     }
 
@@ -507,10 +501,10 @@ impl Recorder<'_> {
     }
 }
 
-fn random_tensor(rng: &mut ChaCha8Rng, shape: &[usize]) -> Result<Tensor> {
+fn random_tensor(rng: &mut ChaCha8Rng, shape: &[usize], device: &Device) -> Result<Tensor> {
     let n = shape.iter().product::<usize>();
     let data: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
-    Ok(Tensor::from_vec(data, shape, device())?)
+    Ok(Tensor::from_vec(data, shape, device)?)
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -531,8 +525,10 @@ struct StepTiming {
     final_loss: f32,
 }
 
+/// Times training steps on the device of `inputs`.
 fn time_steps(ops: &dyn StepOps, inputs: &(Tensor, Tensor)) -> Result<StepTiming> {
-    let net = Reference::new(7)?;
+    let device = inputs.0.device();
+    let net = Reference::new(7, device)?;
     let params = net.vars();
     let count: usize = params.iter().map(|v| v.elem_count()).sum();
     if count != REFERENCE_PARAMETERS {
@@ -556,10 +552,10 @@ fn time_steps(ops: &dyn StepOps, inputs: &(Tensor, Tensor)) -> Result<StepTiming
         final_loss = loss.to_scalar::<f32>()?;
         let forward_done = Instant::now();
         let grads = loss.backward()?;
-        device().synchronize()?;
+        device.synchronize()?;
         let backward_done = Instant::now();
         opt.step(&grads)?;
-        device().synchronize()?;
+        device.synchronize()?;
         let end = Instant::now();
         if step >= WARMUP_STEPS {
             steps.push((end - start).as_secs_f64() * 1e3);
@@ -580,13 +576,18 @@ fn time_steps(ops: &dyn StepOps, inputs: &(Tensor, Tensor)) -> Result<StepTiming
 
 /// Runs one recorded call alone on random inputs of its shapes; returns (forward, backward) ms,
 /// medians of a few repetitions. Backward is `loss.backward()` of `sum(y · r)` minus the same
-/// backward into a plain variable of y's shape (the harness's own share).
-fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64, f64)> {
+/// backward into a plain variable of y's shape (the harness's own share). Runs on `device`.
+fn replay(
+    ops: &dyn StepOps,
+    call: &OpCall,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Result<(f64, f64)> {
     let var = |rng: &mut ChaCha8Rng, shape: &[usize]| -> Result<Var> {
-        Ok(Var::from_tensor(&random_tensor(rng, shape)?)?)
+        Ok(Var::from_tensor(&random_tensor(rng, shape, device)?)?)
     };
-    let ones = |n: usize| -> Result<Var> { constant(1.0, n) };
-    let zeros = |n: usize| -> Result<Var> { constant(0.0, n) };
+    let ones = |n: usize| -> Result<Var> { constant(1.0, n, device) };
+    let zeros = |n: usize| -> Result<Var> { constant(0.0, n, device) };
     let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
     for rep in 0..4 {
         let (x, extra) = match call {
@@ -639,13 +640,13 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
             OpCall::AvgPool { .. } => ops.avg_pool_2x2(&x)?,
             OpCall::Relu { .. } => ops.relu(&x)?,
         };
-        device().synchronize()?;
+        device.synchronize()?;
         let forward_done = Instant::now();
-        let weights = random_tensor(rng, y.dims())?;
+        let weights = random_tensor(rng, y.dims(), device)?;
         let loss = (&y * &weights)?.sum_all()?;
         let backward_start = Instant::now();
         let grads = loss.backward()?;
-        device().synchronize()?;
+        device.synchronize()?;
         let backward_ms = backward_start.elapsed().as_secs_f64() * 1e3;
         if grads.get(&x).is_none() {
             bail!("{}: no gradient reached the input", call.kind());
@@ -656,7 +657,7 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
         let harness = (alone.as_tensor() * &weights)?.sum_all()?;
         let harness_start = Instant::now();
         harness.backward()?;
-        device().synchronize()?;
+        device.synchronize()?;
         let harness_ms = harness_start.elapsed().as_secs_f64() * 1e3;
         if rep > 0 {
             fwd.push((forward_done - start).as_secs_f64() * 1e3);
@@ -666,15 +667,17 @@ fn replay(ops: &dyn StepOps, call: &OpCall, rng: &mut ChaCha8Rng) -> Result<(f64
     Ok((median(fwd), median(bwd)))
 }
 
-/// Per-op-type totals `(calls, forward ms, backward ms)` of one step, each call replayed alone.
+/// Per-op-type totals `(calls, forward ms, backward ms)` of one step, each call replayed alone on
+/// `device`.
 fn breakdown(
     ops: &dyn StepOps,
     calls: &[OpCall],
+    device: &Device,
 ) -> Result<BTreeMap<&'static str, (usize, f64, f64)>> {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     let mut table = BTreeMap::new();
     for call in calls {
-        let (f, b) = replay(ops, call, &mut rng)?;
+        let (f, b) = replay(ops, call, &mut rng, device)?;
         let entry = table.entry(call.kind()).or_insert((0, 0.0, 0.0));
         entry.0 += 1;
         entry.1 += f;
@@ -683,14 +686,30 @@ fn breakdown(
     Ok(table)
 }
 
-/// PyTorch's median ms/step from the reference script, or why it could not run.
-fn pytorch_step_ms(threads: usize) -> std::result::Result<(f64, String), String> {
+/// PyTorch's median ms/step from the reference script on `device`, and its version, or why it
+/// could not run.
+fn pytorch_step_ms(
+    threads: usize,
+    device: BenchDevice,
+) -> std::result::Result<(f64, String), String> {
     let python = std::env::var("CROSSKD_PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let probe = Command::new(&python)
-        .args(["-c", "import torch; print(torch.__version__)"])
-        .output();
+    // Exit status 3: importable, but no GPU for it (a CPU-only wheel, or no driver).
+    let probe_code = match device {
+        BenchDevice::Cpu => "import torch; print(torch.__version__)",
+        BenchDevice::Cuda(_) => {
+            "import sys, torch; print(torch.__version__); sys.exit(0 if torch.cuda.is_available() else 3)"
+        }
+    };
+    let probe = Command::new(&python).args(["-c", probe_code]).output();
     let version = match probe {
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        Ok(out) if out.status.code() == Some(3) => {
+            return Err(format!(
+                "PyTorch {} in `{python}` cannot see a CUDA GPU (torch.cuda.is_available() is \
+                 False: a CPU-only build, or no driver)",
+                String::from_utf8_lossy(&out.stdout).trim()
+            ))
+        }
         Ok(_) => {
             return Err(format!(
                 "`{python}` cannot import torch (`pip install torch` adds the PyTorch column)"
@@ -698,10 +717,11 @@ fn pytorch_step_ms(threads: usize) -> std::result::Result<(f64, String), String>
         }
         Err(e) => return Err(format!("cannot run `{python}`: {e}")),
     };
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/train_step.py");
+    let script = super::report::workspace_root().join("xtask/bench/train_step.py");
     let out = Command::new(&python)
         .arg(&script)
         .args(["--threads", &threads.to_string()])
+        .args(["--device", &device.label()])
         .args([
             "--warmup",
             &WARMUP_STEPS.to_string(),
@@ -733,11 +753,38 @@ fn pytorch_step_ms(threads: usize) -> std::result::Result<(f64, String), String>
     Ok((ms, version))
 }
 
-fn reference_inputs() -> Result<(Tensor, Tensor)> {
+/// The GPU's name from `nvidia-smi`, or why it is unknown. `ordinal` counts the GPUs CUDA sees,
+/// which `CUDA_VISIBLE_DEVICES` may renumber, so it is mapped back through that list first.
+fn gpu_name(ordinal: usize) -> String {
+    let id = std::env::var("CUDA_VISIBLE_DEVICES")
+        .ok()
+        .and_then(|list| list.split(',').nth(ordinal).map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| ordinal.to_string());
+    let out = Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader", "-i", &id])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if name.is_empty() {
+                "unnamed GPU (nvidia-smi printed nothing)".to_string()
+            } else {
+                name
+            }
+        }
+        Ok(out) => format!(
+            "unknown GPU (nvidia-smi failed: {})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => format!("unknown GPU (cannot run nvidia-smi: {e})"),
+    }
+}
+
+fn reference_inputs(device: &Device) -> Result<(Tensor, Tensor)> {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     Ok((
-        random_tensor(&mut rng, &[BATCH, 3, SIZE, SIZE])?,
-        random_tensor(&mut rng, &[BATCH, 3, SIZE, SIZE])?,
+        random_tensor(&mut rng, &[BATCH, 3, SIZE, SIZE], device)?,
+        random_tensor(&mut rng, &[BATCH, 3, SIZE, SIZE], device)?,
     ))
 }
 
@@ -747,14 +794,26 @@ fn recorded_calls(inputs: &(Tensor, Tensor)) -> Result<Vec<OpCall>> {
         ops: &CrosskdOps,
         calls: Some(std::cell::RefCell::new(Vec::new())),
     };
-    Reference::new(7)?.loss(&recorder, &inputs.0, &inputs.1)?;
+    Reference::new(7, inputs.0.device())?.loss(&recorder, &inputs.0, &inputs.1)?;
     Ok(recorder.calls.map(|c| c.into_inner()).unwrap_or_default())
 }
 
+/// Where the Rust columns run, for the first printed line: threads, and the GPU when there is one.
+fn placement(threads: usize, choice: BenchDevice) -> String {
+    match choice {
+        BenchDevice::Cpu => format!("{threads} threads"),
+        BenchDevice::Cuda(n) => format!("cuda:{n} ({}), {threads} CPU threads", gpu_name(n)),
+    }
+}
+
 /// `cargo xtask bench train-step --crosskd-only`: the crosskd column and its breakdown, printed.
-pub fn run_crosskd_only(threads: usize) -> Result<()> {
-    let inputs = reference_inputs()?;
-    println!("reference UNet, crosskd column only, {threads} threads");
+pub fn run_crosskd_only(threads: usize, choice: BenchDevice) -> Result<()> {
+    let device = choice.open()?;
+    let inputs = reference_inputs(&device)?;
+    println!(
+        "reference UNet, crosskd column only, {}",
+        placement(threads, choice)
+    );
     let t = time_steps(&CrosskdOps, &inputs)?;
     println!(
         "crosskd: {:.1} ms/step (forward {:.1}, backward {:.1}, optimiser {:.1}), final loss {:.4}",
@@ -764,36 +823,62 @@ pub fn run_crosskd_only(threads: usize) -> Result<()> {
         t.step_ms - t.forward_ms - t.backward_ms,
         t.final_loss
     );
-    for (kind, (calls, f, b)) in breakdown(&CrosskdOps, &recorded_calls(&inputs)?)? {
+    for (kind, (calls, f, b)) in breakdown(&CrosskdOps, &recorded_calls(&inputs)?, &device)? {
         println!("{kind:20} {calls:2} calls  fwd {f:7.1} ms  bwd {b:7.1} ms");
     }
     Ok(())
 }
 
-/// `cargo xtask bench train-step`.
-pub fn run(threads: usize) -> Result<()> {
-    let inputs = reference_inputs()?;
-    println!("reference UNet, batch {BATCH}×3×{SIZE}×{SIZE}, {threads} threads, median of {TIMED_STEPS} steps after {WARMUP_STEPS} warm-up");
+/// `cargo xtask bench train-step [--device cpu|cuda|cuda:N]`.
+pub fn run(threads: usize, choice: BenchDevice) -> Result<()> {
+    let device = choice.open()?;
+    let inputs = reference_inputs(&device)?;
+    println!(
+        "reference UNet, batch {BATCH}×3×{SIZE}×{SIZE}, {}, median of {TIMED_STEPS} steps after {WARMUP_STEPS} warm-up",
+        placement(threads, choice)
+    );
     let candle = time_steps(&CandleOps, &inputs).context("raw candle column")?;
     println!("candle:  {:.1} ms/step", candle.step_ms);
     let crosskd = time_steps(&CrosskdOps, &inputs).context("crosskd column")?;
     println!("crosskd: {:.1} ms/step", crosskd.step_ms);
     // Same weights, data and forward maths: the first losses agree, later ones differ only where
     // candle's wrong pooling/upsampling gradients steer the optimiser elsewhere.
-    let torch = pytorch_step_ms(threads);
+    let torch = pytorch_step_ms(threads, choice);
 
     let calls = recorded_calls(&inputs)?;
-    let candle_ops = breakdown(&CandleOps, &calls)?;
-    let crosskd_ops = breakdown(&CrosskdOps, &calls)?;
+    let candle_ops = breakdown(&CandleOps, &calls, &device)?;
+    let crosskd_ops = breakdown(&CrosskdOps, &calls, &device)?;
 
+    let (section, command, placement_md, ratio_suffix) = match choice {
+        BenchDevice::Cpu => (
+            "train-step".to_string(),
+            format!("cargo xtask bench train-step --threads {threads}"),
+            format!(
+                "PyTorch: `xtask/bench/train_step.py`, always on the CPU).\n\nMachine: {}; Rust \
+                 columns on the CPU.",
+                super::report::machine_description(threads)
+            ),
+            "",
+        ),
+        BenchDevice::Cuda(n) => (
+            "train-step-cuda".to_string(),
+            format!("cargo xtask bench train-step --device cuda:{n} --threads {threads}"),
+            format!(
+                "xtask built with `--features cuda`; PyTorch: `xtask/bench/train_step.py --device \
+                 cuda:{n}`, TF32 off so that it computes in full f32 like candle). Every timed \
+                 interval ends with a device synchronisation.\n\nMachine: GPU {} (cuda:{n}, all \
+                 three columns); host {}.",
+                gpu_name(n),
+                super::report::machine_description(threads)
+            ),
+            " (cuda)",
+        ),
+    };
     let mut md = String::new();
     md.push_str(&format!(
         "Reference network of issue 3 (UNet, 431,811 parameters, batch {BATCH}×3×{SIZE}×{SIZE}, \
          L1 + pooled L1, AdamW), median of {TIMED_STEPS} steps after {WARMUP_STEPS} warm-up, \
-         `cargo xtask bench train-step --threads {threads}` (`xtask/src/bench/train_step.rs`, \
-         PyTorch: `xtask/bench/train_step.py`, always on the CPU).\n\nMachine: {}; Rust columns on {}.\n\n",
-        super::report::machine_description(threads),
-        if device().is_cuda() { "the GPU (cuda feature)" } else { "the CPU" }
+         `{command}` (`xtask/src/bench/train_step.rs`, {placement_md}\n\n",
     ));
     md.push_str("| implementation | ms/step | forward ms | backward ms | optimiser ms |\n|---|---|---|---|---|\n");
     for (name, t) in [("candle 0.11.1 ops", &candle), ("crosskd-ops", &crosskd)] {
@@ -808,12 +893,15 @@ pub fn run(threads: usize) -> Result<()> {
     let ratio_line = match &torch {
         Ok((ms, version)) => {
             md.push_str(&format!("| PyTorch {version} | {ms:.1} | | | |\n"));
-            format!("ratio crosskd/pytorch: {:.2}", crosskd.step_ms / ms)
+            format!(
+                "ratio crosskd/pytorch{ratio_suffix}: {:.2}",
+                crosskd.step_ms / ms
+            )
         }
         Err(why) => {
             md.push_str(&format!("\nPyTorch column skipped: {why}.\n"));
             format!(
-                "ratio crosskd/candle: {:.2}",
+                "ratio crosskd/candle{ratio_suffix}: {:.2}",
                 crosskd.step_ms / candle.step_ms
             )
         }
@@ -840,7 +928,7 @@ pub fn run(threads: usize) -> Result<()> {
         ));
     }
     println!("\n{md}");
-    super::report::write_section("train-step", &md)?;
+    super::report::write_section(&section, &md)?;
     if let Err(why) = &torch {
         println!("PyTorch column skipped: {why}");
     }
