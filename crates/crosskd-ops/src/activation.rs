@@ -21,15 +21,29 @@ pub fn relu6(x: &Tensor) -> Result<Tensor> {
     clamp(x, Some(6.0))
 }
 
-#[allow(clippy::disallowed_methods)] // candle's relu is correct, only slower: the fallback off the CPU
 fn clamp(x: &Tensor, max: Option<f64>) -> Result<Tensor> {
     if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
         return Ok(x.contiguous()?.apply_op1(Clamp { max })?);
     }
-    let y = x.relu()?;
+    generic_clamp(x, max)
+}
+
+/// The same maths off the CPU (and for other dtypes), from candle primitives. Not candle's
+/// `relu`: on CUDA it is `fmaxf(x, 0)`, which turns NaN into 0 (hiding a diverged run from the
+/// trainer's NaN stop), and its derivative at 0 is 1. Here `y = x · 1[x > 0]` (· `1[x < max]`,
+/// plus `max · 1[x ≥ max]`): NaN stays NaN (`NaN · 0`), and the mask, a comparison, carries no
+/// gradient, so the derivative is the mask itself: 0 at the kinks, as on the CPU and in PyTorch.
+fn generic_clamp(x: &Tensor, max: Option<f64>) -> Result<Tensor> {
+    let zeros = x.zeros_like()?;
+    let positive = x.gt(&zeros)?.to_dtype(x.dtype())?;
     Ok(match max {
-        Some(m) => y.minimum(m)?,
-        None => y,
+        None => x.mul(&positive)?,
+        Some(m) => {
+            let cap = (zeros + m)?;
+            let below = x.lt(&cap)?.to_dtype(x.dtype())?;
+            let at_cap = x.ge(&cap)?.to_dtype(x.dtype())?;
+            (x.mul(&positive.mul(&below)?)? + (at_cap * m)?)?
+        }
     })
 }
 
@@ -123,5 +137,31 @@ impl CustomOp2 for ClampBackward {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dx = run_binary_float(self.name(), self, (s1, l1), (s2, l2))?;
         Ok((dx, l1.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_generic_path_keeps_nan_and_has_zero_derivative_at_the_kinks() {
+        use candle_core::{Device, Var};
+        // The path CUDA takes, run on the CPU by calling it directly.
+        let x = Var::new(&[-1.0f64, 0.0, 0.5, 6.0, 7.0, f64::NAN], &Device::Cpu).unwrap();
+        for (max, want, dwant) in [
+            (None, [0.0, 0.0, 0.5, 6.0, 7.0], [0.0, 0.0, 1.0, 1.0, 1.0]),
+            (
+                Some(6.0),
+                [0.0, 0.0, 0.5, 6.0, 6.0],
+                [0.0, 0.0, 1.0, 0.0, 0.0],
+            ),
+        ] {
+            let y = super::generic_clamp(x.as_tensor(), max).unwrap();
+            let v = y.to_vec1::<f64>().unwrap();
+            assert_eq!(&v[..5], &want, "max {max:?}");
+            assert!(v[5].is_nan(), "NaN must pass through: {v:?}");
+            let g = y.sum_all().unwrap().backward().unwrap();
+            let d = g.get(x.as_tensor()).unwrap().to_vec1::<f64>().unwrap();
+            assert_eq!(&d[..5], &dwant, "max {max:?}");
+        }
     }
 }

@@ -111,7 +111,8 @@ pub fn conv2d(
         cfg.groups,
     )?;
     if !runs_on_cpu_kernels(x, weight) {
-        let y = x.conv2d(weight, cfg.padding, cfg.stride, cfg.dilation, cfg.groups)?;
+        let x = pad_to_windows(x, &geometry)?;
+        let y = x.conv2d(weight, 0, cfg.stride, cfg.dilation, cfg.groups)?;
         return add_bias(y, bias);
     }
     match bias {
@@ -127,6 +128,26 @@ pub fn conv2d(
             add_bias(y, bias)
         }
     }
+}
+
+/// The input zero-padded (or cropped) to exactly the extent the windows of a strided convolution
+/// read, so it can run with padding 0. candle 0.11.1's conv2d backward derives the input
+/// gradient's padding from the height alone, so an input whose height and width leave different
+/// remainders under the stride fails its backward pass ("shape mismatch in add"); on this exact
+/// extent both leave none. `pad_with_zeros` and `narrow` have exact backward passes, so the
+/// cropped-off pixels get their true gradient, 0.
+fn pad_to_windows(x: &Tensor, g: &geometry::Geometry) -> Result<Tensor> {
+    let mut x = x.clone();
+    for (dim, size, out, k) in [(2, g.h, g.ho, g.kh), (3, g.w, g.wo, g.kw)] {
+        let extent = (out - 1) * g.stride + g.dilation * (k - 1) + 1;
+        let keep = extent.saturating_sub(g.padding).min(size);
+        let after = extent - g.padding.min(extent) - keep;
+        if keep < size {
+            x = x.narrow(dim, 0, keep)?;
+        }
+        x = x.pad_with_zeros(dim, g.padding.min(extent), after)?;
+    }
+    Ok(x)
 }
 
 /// Transposed convolution (PyTorch `F.conv_transpose2d`), the input gradient of a convolution:
@@ -223,4 +244,61 @@ pub fn conv_transpose2d(
         });
     };
     add_bias(y, bias)
+}
+
+#[cfg(test)]
+mod window_padding_tests {
+    use candle_core::{DType, Device, Tensor, Var};
+
+    use super::*;
+
+    #[test]
+    fn candle_conv_backward_works_on_inputs_of_mixed_parity_once_padded_to_the_windows() {
+        // The path taken off the CPU, on the CPU: candle's conv2d on the input padded to the
+        // windows' extent. Values and gradient must equal our kernels' everywhere, cropped-off
+        // pixels included (0 there). Without the padding candle's backward fails on 7×6.
+        let dev = Device::Cpu;
+        for (h, w_, k, stride, padding) in [
+            (7, 6, 3, 2, 1),
+            (6, 7, 3, 2, 1),
+            (9, 8, 1, 2, 0),
+            (8, 5, 3, 3, 2),
+            (6, 6, 3, 1, 1),
+        ] {
+            let x =
+                Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 2, h, w_), &dev).unwrap()).unwrap();
+            let w = Tensor::randn(0f32, 1.0, (3, 2, k, k), &dev).unwrap();
+            let cfg = Conv2dConfig {
+                stride,
+                padding,
+                ..Conv2dConfig::default()
+            };
+            let g = geometry::Geometry::new("conv2d", x.dims(), w.dims(), stride, padding, 1, 1)
+                .unwrap();
+            let padded = pad_to_windows(x.as_tensor(), &g).unwrap();
+            let candle = padded.conv2d(&w, 0, stride, 1, 1).unwrap();
+            let ours = conv2d(x.as_tensor(), &w, None, cfg).unwrap();
+            assert_eq!(candle.dims(), ours.dims());
+            let max_diff = |a: &Tensor, b: &Tensor| {
+                (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+            };
+            assert!(max_diff(&candle, &ours) < 1e-4, "{h}x{w_} forward");
+            let r = Tensor::randn(0f32, 1.0, ours.dims(), &dev).unwrap();
+            let grad_of = |y: &Tensor| {
+                let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                g.get(x.as_tensor()).unwrap().to_dtype(DType::F32).unwrap()
+            };
+            assert!(
+                max_diff(&grad_of(&candle), &grad_of(&ours)) < 1e-4,
+                "{h}x{w_} gradient"
+            );
+        }
+    }
 }
