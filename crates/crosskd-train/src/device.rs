@@ -32,6 +32,14 @@ impl DeviceChoice {
         }
     }
 
+    /// How PyTorch and reports name it: `cpu` or `cuda:N`.
+    pub fn label(self) -> String {
+        match self {
+            DeviceChoice::Cpu => "cpu".to_string(),
+            DeviceChoice::Cuda(n) => format!("cuda:{n}"),
+        }
+    }
+
     /// Opens the device. Asking for CUDA from a build without the `cuda` feature, or on a machine
     /// without a usable GPU, is one error that says which.
     pub fn open(self) -> Result<Device> {

@@ -35,6 +35,16 @@ pub fn trainable_vars(maps: &[(&str, &VarMap)]) -> Vec<(String, Var)> {
     vars
 }
 
+/// `Some(sum)` when `t` holds a NaN or an infinity. Summing in f64 cannot overflow for finite
+/// f32 entries, so a non-finite sum means a non-finite entry; non-float tensors are finite.
+pub fn non_finite_sum(t: &Tensor) -> Result<Option<f64>> {
+    if !t.dtype().is_float() {
+        return Ok(None);
+    }
+    let s = t.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
+    Ok((!s.is_finite()).then_some(s))
+}
+
 /// Per-variable optimiser state.
 #[derive(Debug, Clone)]
 struct Slot {
@@ -85,10 +95,7 @@ impl Optimiser {
     pub fn first_non_finite_gradient(&self, grads: &GradStore) -> Result<Option<(String, f64)>> {
         for (name, var) in &self.vars {
             if let Some(g) = grads.get(var.as_tensor()) {
-                // Summing in f64 cannot overflow for finite f32 entries, so a non-finite sum means
-                // a non-finite entry.
-                let s = g.to_dtype(DType::F64)?.sum_all()?.to_scalar::<f64>()?;
-                if !s.is_finite() {
+                if let Some(s) = non_finite_sum(g)? {
                     return Ok(Some((name.clone(), s)));
                 }
             }

@@ -1,11 +1,10 @@
 //! Benchmarks run by `cargo xtask bench`; each writes its section of `docs/benchmarks.md`.
 
 pub mod data;
-pub mod device;
 pub mod report;
 pub mod train_step;
 
-use device::BenchDevice;
+use crosskd_train::device::DeviceChoice;
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -21,15 +20,15 @@ pub struct BenchArgs {
     pub crosskd_only: bool,
     /// train-step only: where the crosskd, candle and PyTorch columns run — cpu, cuda (GPU 0) or
     /// cuda:N (needs xtask built with `--features cuda` and a GPU).
-    #[arg(long, default_value = "cpu", value_parser = BenchDevice::parse)]
-    pub device: BenchDevice,
+    #[arg(long, default_value = "cpu", value_parser = DeviceChoice::parse)]
+    pub device: DeviceChoice,
 }
 
 /// Runs the selected benchmarks.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     // candle's gemm and rayon both read RAYON_NUM_THREADS; it must be set before the first use.
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
-    if args.device != BenchDevice::Cpu && args.which.as_deref() != Some("train-step") {
+    if args.device != DeviceChoice::Cpu && args.which.as_deref() != Some("train-step") {
         anyhow::bail!(
             "--device {} applies to `cargo xtask bench train-step` only: render, loader and ops \
              are CPU benchmarks",
@@ -48,7 +47,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             anyhow::bail!("unknown benchmark `{other}`: expected train-step, ops, render or loader")
         }
         None => {
-            train_step::run(args.threads, BenchDevice::Cpu)?;
+            train_step::run(args.threads, DeviceChoice::Cpu)?;
             data::render(args.threads)?;
             data::loader(args.threads)
         }

@@ -22,7 +22,7 @@ use candle_core::{Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use crosskd_ops::conv::{conv2d, conv_transpose2d, Conv2dConfig, ConvTranspose2dConfig};
 
-use super::device::BenchDevice;
+use crosskd_train::device::DeviceChoice;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -690,13 +690,13 @@ fn breakdown(
 /// could not run.
 fn pytorch_step_ms(
     threads: usize,
-    device: BenchDevice,
+    device: DeviceChoice,
 ) -> std::result::Result<(f64, String), String> {
     let python = std::env::var("CROSSKD_PYTHON").unwrap_or_else(|_| "python3".to_string());
     // Exit status 3: importable, but no GPU for it (a CPU-only wheel, or no driver).
     let probe_code = match device {
-        BenchDevice::Cpu => "import torch; print(torch.__version__)",
-        BenchDevice::Cuda(_) => {
+        DeviceChoice::Cpu => "import torch; print(torch.__version__)",
+        DeviceChoice::Cuda(_) => {
             "import sys, torch; print(torch.__version__); sys.exit(0 if torch.cuda.is_available() else 3)"
         }
     };
@@ -799,15 +799,15 @@ fn recorded_calls(inputs: &(Tensor, Tensor)) -> Result<Vec<OpCall>> {
 }
 
 /// Where the Rust columns run, for the first printed line: threads, and the GPU when there is one.
-fn placement(threads: usize, choice: BenchDevice) -> String {
+fn placement(threads: usize, choice: DeviceChoice) -> String {
     match choice {
-        BenchDevice::Cpu => format!("{threads} threads"),
-        BenchDevice::Cuda(n) => format!("cuda:{n} ({}), {threads} CPU threads", gpu_name(n)),
+        DeviceChoice::Cpu => format!("{threads} threads"),
+        DeviceChoice::Cuda(n) => format!("cuda:{n} ({}), {threads} CPU threads", gpu_name(n)),
     }
 }
 
 /// `cargo xtask bench train-step --crosskd-only`: the crosskd column and its breakdown, printed.
-pub fn run_crosskd_only(threads: usize, choice: BenchDevice) -> Result<()> {
+pub fn run_crosskd_only(threads: usize, choice: DeviceChoice) -> Result<()> {
     let device = choice.open()?;
     let inputs = reference_inputs(&device)?;
     println!(
@@ -830,7 +830,7 @@ pub fn run_crosskd_only(threads: usize, choice: BenchDevice) -> Result<()> {
 }
 
 /// `cargo xtask bench train-step [--device cpu|cuda|cuda:N]`.
-pub fn run(threads: usize, choice: BenchDevice) -> Result<()> {
+pub fn run(threads: usize, choice: DeviceChoice) -> Result<()> {
     let device = choice.open()?;
     let inputs = reference_inputs(&device)?;
     println!(
@@ -850,7 +850,7 @@ pub fn run(threads: usize, choice: BenchDevice) -> Result<()> {
     let crosskd_ops = breakdown(&CrosskdOps, &calls, &device)?;
 
     let (section, command, placement_md, ratio_suffix) = match choice {
-        BenchDevice::Cpu => (
+        DeviceChoice::Cpu => (
             "train-step".to_string(),
             format!("cargo xtask bench train-step --threads {threads}"),
             format!(
@@ -860,7 +860,7 @@ pub fn run(threads: usize, choice: BenchDevice) -> Result<()> {
             ),
             "",
         ),
-        BenchDevice::Cuda(n) => (
+        DeviceChoice::Cuda(n) => (
             "train-step-cuda".to_string(),
             format!("cargo xtask bench train-step --device cuda:{n} --threads {threads}"),
             format!(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -16,7 +16,7 @@ use crate::checkpoint::{checkpoint_path, write_atomic, Checkpoint, RngState, Tra
 use crate::config::Config;
 use crate::error::{Result, TrainError};
 use crate::metrics_log::{EvalRecord, MetricsLog, Record, TrainRecord};
-use crate::optim::{trainable_vars, Optimiser};
+use crate::optim::{non_finite_sum, trainable_vars, Optimiser};
 use crate::progress::Progress;
 use crate::schedule::learning_rate;
 use crate::session::Session;
@@ -408,14 +408,14 @@ impl<'a> Trainer<'a> {
         let mut tensors: HashMap<String, Tensor> =
             self.session.model_tensors().into_iter().collect();
         tensors.extend(self.optimiser.state_tensors()?);
-        first_non_finite_tensor(&tensors).map_or(Ok(()), |(name, value)| {
-            Err(TrainError::NonFinite {
+        if let Some((name, value)) = first_non_finite_tensor(&tensors)? {
+            return Err(TrainError::NonFinite {
                 step: self.position.step,
                 what: "parameter",
                 term: name,
                 value: format!("{value}"),
-            })
-        })?;
+            });
+        }
         let mut extra = self.session.model_metadata();
         extra.insert(
             "log_accumulator".into(),
@@ -526,21 +526,13 @@ fn restore(
 }
 
 /// The first tensor (in name order) holding a NaN or an infinity, with its sum.
-fn first_non_finite_tensor(tensors: &HashMap<String, Tensor>) -> Option<(String, f64)> {
+fn first_non_finite_tensor(tensors: &HashMap<String, Tensor>) -> Result<Option<(String, f64)>> {
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
-    names.into_iter().find_map(|name| {
-        let t = &tensors[name];
-        if !t.dtype().is_float() {
-            return None;
+    for name in names {
+        if let Some(sum) = non_finite_sum(&tensors[name])? {
+            return Ok(Some((name.clone(), sum)));
         }
-        // An f64 sum of finite f32 entries cannot overflow, so a non-finite sum means a
-        // non-finite entry.
-        let sum = t
-            .to_dtype(DType::F64)
-            .and_then(|t| t.sum_all())
-            .and_then(|t| t.to_scalar::<f64>())
-            .unwrap_or(f64::NAN);
-        (!sum.is_finite()).then(|| (name.clone(), sum))
-    })
+    }
+    Ok(None)
 }
