@@ -16,12 +16,12 @@ fn crosskd(args: &[&str]) -> (i32, String) {
     )
 }
 
-/// `crosskd train` on a tiny depth problem (16×16 scenes, a few steps) with `extra` options.
-fn train_tiny_depth(out: &str, steps: &str, extra: &[&str]) -> (i32, String) {
+/// `crosskd train` on a tiny problem (16×16 scenes, a few steps) with `extra` options.
+fn train_tiny_task(task: &str, out: &str, steps: &str, extra: &[&str]) -> (i32, String) {
     let mut args = vec![
         "train",
         "--task",
-        "depth",
+        task,
         "--steps",
         steps,
         "--threads",
@@ -55,7 +55,7 @@ fn a_broken_image_is_named_as_the_input_not_the_run_folder() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let run_s = run.to_str().unwrap();
-    let (code, err) = train_tiny_depth(run_s, "2", &[]);
+    let (code, err) = train_tiny_task("depth", run_s, "2", &[]);
     assert_eq!(code, 0, "{err}");
     let broken = dir.path().join("broken.png");
     // A PNG signature and nothing else: what a truncated download looks like.
@@ -83,32 +83,12 @@ fn a_broken_image_is_named_as_the_input_not_the_run_folder() {
 }
 
 fn train_tiny(run: &str) {
-    let (code, err) = crosskd(&[
-        "train",
-        "--task",
+    let (code, err) = train_tiny_task(
         "segmentation",
-        "--steps",
-        "4",
-        "--threads",
-        "1",
-        "--no-progress",
-        "--teacher",
-        "random",
-        "--set",
-        "data.image-size=16",
-        "--set",
-        "data.train-samples=8",
-        "--set",
-        "data.val-samples=4",
-        "--set",
-        "data.test-samples=4",
-        "--set",
-        "train.batch-size=4",
-        "--set",
-        "train.log-interval=2",
-        "--out",
         run,
-    ]);
+        "4",
+        &["--teacher", "random", "--set", "train.log-interval=2"],
+    );
     assert_eq!(code, 0, "{err}");
 }
 
@@ -247,7 +227,8 @@ fn compare_pairs_seeds_and_reports_intervals() {
     for (teacher, seed) in [("none", 1), ("none", 2), ("random", 1), ("random", 2)] {
         let run = dir.path().join(format!("{teacher}-{seed}"));
         let seed = seed.to_string();
-        let (code, err) = train_tiny_depth(
+        let (code, err) = train_tiny_task(
+            "depth",
             run.to_str().unwrap(),
             "3",
             &["--teacher", teacher, "--seed", &seed],
