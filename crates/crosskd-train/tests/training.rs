@@ -254,6 +254,8 @@ fn non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint() {
         "optimiser.momentum=0.0".into(),
         "optimiser.lr=1e38".into(),
         "train.checkpoint-interval=1".into(),
+        // Flips draw from the trainer's generator, so the checkpoint's generator state is checked.
+        "data.augment=true".into(),
     ]);
     let c = c.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -284,6 +286,24 @@ fn non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint() {
                 let v = v.to_vec1::<f64>().unwrap();
                 assert!(v.iter().all(|x| x.is_finite()), "{name} is not finite");
             }
+        }
+        // It is the state a run stopped cleanly at that step would have saved, generator
+        // included.
+        let clean = tempfile::tempdir().unwrap();
+        let stop = RunOptions {
+            stop_after_step: Some(ck.position.step),
+            ..RunOptions::default()
+        };
+        if ck.position.step > 0 {
+            // Its end-of-run spectra may fail on these huge weights; the checkpoint is written
+            // before them.
+            let _ = run_training_with(&c, clean.path(), &stop);
+            let reference = crosskd_train::checkpoint::Checkpoint::load(
+                &clean.path().join("checkpoints/last.safetensors"),
+                &candle_core::Device::Cpu,
+            )
+            .unwrap();
+            assert_eq!(ck.position, reference.position);
         }
     }
     // The metrics written so far read back.

@@ -77,6 +77,8 @@ pub(super) struct Trainer<'a> {
     run_dir: &'a Path,
     optimiser: Optimiser,
     rng: ChaCha8Rng,
+    /// The generator as it was before the current step's batch drew from it.
+    rng_before_batch: RngState,
     pub(super) position: TrainingPosition,
     acc: LogAccumulator,
     log: MetricsLog,
@@ -156,6 +158,7 @@ impl<'a> Trainer<'a> {
             session,
             run_dir,
             optimiser,
+            rng_before_batch: RngState::capture(&rng),
             rng,
             position,
             acc,
@@ -174,6 +177,7 @@ impl<'a> Trainer<'a> {
 
     /// Data phase: the next batch in the epoch's order, flipped when augmentation draws it.
     pub(super) fn next_batch(&mut self) -> Result<Batch> {
+        self.rng_before_batch = RngState::capture(&self.rng);
         let start = self.position.batch_in_epoch as usize * self.batch_size;
         let end = (start + self.batch_size).min(self.train_len);
         let indices = &self.order[start..end];
@@ -260,6 +264,9 @@ impl<'a> Trainer<'a> {
         term: String,
         value: f64,
     ) -> Result<()> {
+        // The checkpoint is of the state before this step, so its generator must be too: the
+        // batch already drew from it.
+        self.rng = self.rng_before_batch.restore();
         match self.save_checkpoint(&["last"]) {
             Ok(_) | Err(TrainError::NonFinite { .. }) => {}
             Err(other) => return Err(other),
