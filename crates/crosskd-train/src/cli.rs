@@ -546,18 +546,7 @@ pub fn eval_command(run: &Path, split: SplitArg, device: Option<&str>, json: boo
     let session = crate::train::load_run_on(run, device)?;
     let metrics = crate::train::evaluate_session(&session, split.name())?;
     if json {
-        #[derive(serde::Serialize)]
-        struct Out<'a> {
-            #[serde(with = "crate::json_float::map")]
-            metrics: &'a std::collections::BTreeMap<String, f64>,
-        }
-        let text = serde_json::to_string(&Out { metrics: &metrics }).unwrap_or_default();
-        // The map alone, as one object: `{"abs_rel": …, …}`.
-        let inner = text
-            .strip_prefix("{\"metrics\":")
-            .and_then(|t| t.strip_suffix('}'))
-            .unwrap_or(&text);
-        println!("{inner}");
+        println!("{}", crate::json_float::metrics_json(&metrics));
         return Ok(());
     }
     println!("{} metrics of {}:", split.name(), run.display());

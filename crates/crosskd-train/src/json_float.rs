@@ -150,6 +150,14 @@ pub mod map {
     }
 }
 
+/// Metrics as one JSON object, non-finite values written as in [`map`].
+pub fn metrics_json(metrics: &std::collections::BTreeMap<String, f64>) -> String {
+    let mut out = Vec::new();
+    // Writing strings and numbers into a Vec cannot fail.
+    let _ = map::serialize(metrics, &mut serde_json::Serializer::new(&mut out));
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// `#[serde(with = "json_float::best")]` for the `Option<(f64, u64)>` best value and step.
 pub mod best {
     use super::*;

@@ -9,19 +9,10 @@ use crosskd_train::{RunSummary, Task};
 
 use super::grid::{self, Budget, Inputs, Profile, TeacherKind, Variant};
 use super::{Cell, ReproduceArgs, TaskResult};
-use crosskd_train::compare::{mean_std, verdict, Row, Table, Verdict};
+use crosskd_train::compare::{mean_std, secondary_metrics, verdict, Row, Table, Verdict};
 use crosskd_train::config::Direction;
 
 /// Secondary metrics shown next to the primary one: `(key, higher is better)`.
-fn secondary_metrics(task: Task) -> Vec<(&'static str, bool)> {
-    match task {
-        Task::Depth => vec![("delta1", true), ("rmse", false)],
-        Task::Segmentation => vec![("pixel_accuracy", true)],
-        Task::Translation => vec![("psnr", true), ("l1", false)],
-        Task::Classification => vec![("top5", true)],
-    }
-}
-
 fn caption(task: Task, seeds: u64) -> String {
     let data = if task == Task::Classification {
         "Fashion-MNIST"

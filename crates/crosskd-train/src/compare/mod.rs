@@ -15,6 +15,18 @@ use crate::config::{Config, TeacherConfig};
 use crate::error::{Result, TrainError};
 use crate::train::{load_run_config, RunSummary};
 
+/// The secondary metrics shown beside a task's primary one, with whether larger is better. One
+/// list for `crosskd compare` and the reproduction's tables.
+pub fn secondary_metrics(task: crate::Task) -> Vec<(&'static str, bool)> {
+    use crate::Task;
+    match task {
+        Task::Depth => vec![("delta1", true), ("rmse", false)],
+        Task::Segmentation => vec![("pixel_accuracy", true)],
+        Task::Translation => vec![("psnr", true), ("l1", false)],
+        Task::Classification => vec![("top5", true)],
+    }
+}
+
 /// One finished run as `compare` reads it.
 #[derive(Debug, Clone)]
 pub struct RunResult {
@@ -145,14 +157,7 @@ pub fn compare(runs: &[RunResult]) -> Result<Comparison> {
     }
     let primary = first.summary.primary_metric.clone();
     let higher = first.summary.primary_higher_is_better;
-    let mut secondary: Vec<String> = first
-        .summary
-        .test
-        .keys()
-        .filter(|k| **k != primary && k.as_str() != "loss")
-        .cloned()
-        .collect();
-    secondary.truncate(3);
+    let secondary = secondary_metrics(first.config.task);
     let mut rows = Vec::new();
     let mut seeds = Vec::new();
     let mut labels: Vec<String> = Vec::new();
@@ -171,7 +176,7 @@ pub fn compare(runs: &[RunResult]) -> Result<Comparison> {
             primary: members.iter().map(|r| value(r, &primary)).collect(),
             secondary: secondary
                 .iter()
-                .map(|k| members.iter().map(|r| value(r, k)).collect())
+                .map(|(k, _)| members.iter().map(|r| value(r, k)).collect())
                 .collect(),
             projector_rank: if members[0].config.teacher.is_some() {
                 members
@@ -210,24 +215,7 @@ pub fn compare(runs: &[RunResult]) -> Result<Comparison> {
             caption,
             primary,
             higher_is_better: higher,
-            secondary: secondary
-                .into_iter()
-                .map(|k| {
-                    let h = matches!(
-                        k.as_str(),
-                        "delta1"
-                            | "delta2"
-                            | "delta3"
-                            | "miou"
-                            | "top1"
-                            | "top5"
-                            | "psnr"
-                            | "ssim"
-                            | "pixel_accuracy"
-                    );
-                    (k, h)
-                })
-                .collect(),
+            secondary: secondary.iter().map(|(k, h)| (k.to_string(), *h)).collect(),
             rows,
         },
         paired,
