@@ -39,7 +39,7 @@ pub fn render(threads: usize) -> anyhow::Result<()> {
     }
     let markdown = format!(
         "Scene renderer (`SceneRenderer::render_many`, default `SceneConfig`, RGB + z-depth + class ids \
-         in one pass), release build, command `cargo xtask bench render --threads {threads}`.\n\n\
+         in one pass), `cargo xtask`'s optimised dev profile, command `cargo xtask bench render --threads {threads}`.\n\n\
          | size | threads | images rendered | images/s |\n|---|---|---|---|\n{}\n",
         rows.join("\n")
     );
@@ -95,7 +95,7 @@ pub fn loader(threads: usize) -> anyhow::Result<()> {
     }
     let markdown = format!(
         "DataLoader over `SceneDataset` (depth task, rendered on demand, no cache), batch 32, \
-         ImageNet normalisation, tensors stacked on the CPU; release build, command \
+         ImageNet normalisation, tensors stacked on the CPU; `cargo xtask`'s optimised dev profile, command \
          `cargo xtask bench loader --threads {threads}`.\n\n\
          | size | augmentation | workers | images | images/s | batches/s |\n|---|---|---|---|---|---|\n{}\n",
         rows.join("\n")
