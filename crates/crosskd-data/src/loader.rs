@@ -223,12 +223,41 @@ impl DataLoader {
             .collect();
         EpochBatches::start(self.shared.clone(), Arc::new(jobs), epoch)
     }
+
+    /// The batches listed in `batches` (data-set indices each), built in that order as
+    /// [`DataLoader::epoch`] builds its own: augmented with the randomness of `(seed, epoch,
+    /// index)`, by the background workers. For callers that own the sample order (a trainer
+    /// resuming mid-epoch, an evaluation pass in index order); `shuffle` and `drop_last` are not
+    /// consulted, and a batch shorter than `batch_size` is flagged [`Batch::partial`].
+    pub fn batches(&self, epoch: u64, batches: Vec<Vec<usize>>) -> EpochBatches {
+        EpochBatches::start(self.shared.clone(), Arc::new(batches), epoch)
+    }
+
+    /// One batch of the samples at `indices`, built on the calling thread.
+    pub fn batch(&self, epoch: u64, indices: &[usize]) -> Result<Batch> {
+        if indices.is_empty() {
+            return Err(DataError::Config(
+                "a batch needs at least one sample".into(),
+            ));
+        }
+        build_guarded(&self.shared, indices, epoch)
+    }
+
+    /// The data set batched.
+    pub fn dataset(&self) -> &Arc<dyn Dataset> {
+        &self.shared.dataset
+    }
 }
 
 impl Shared {
     /// Loads, augments and stacks the samples at `indices`.
     fn build(&self, indices: &[usize], epoch: u64) -> Result<Batch> {
         let cfg = &self.config;
+        if indices.is_empty() {
+            return Err(DataError::Config(
+                "a batch needs at least one sample".into(),
+            ));
+        }
         let mut samples = Vec::with_capacity(indices.len());
         for &index in indices {
             let wrap = |e: DataError| DataError::Sample {
@@ -667,6 +696,38 @@ mod tests {
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen.len(), 16);
+    }
+
+    #[test]
+    fn explicit_batches_match_the_epoch_for_any_worker_count() {
+        let config = |workers| LoaderConfig {
+            batch_size: 3,
+            seed: 4,
+            workers,
+            augment: AugmentConfig {
+                crop_scale: [0.5, 1.0],
+                output_size: Some([2, 2]),
+                horizontal_flip: true,
+                ..AugmentConfig::default()
+            },
+            ..LoaderConfig::default()
+        };
+        let l = loader(toy(9, "seg"), config(0));
+        let order = l.order(5);
+        let jobs: Vec<Vec<usize>> = order.chunks(3).map(<[usize]>::to_vec).collect();
+        let from_epoch: Vec<_> = l.epoch(5).map(|b| fingerprint(&b.unwrap())).collect();
+        for workers in [0, 2] {
+            let listed: Vec<_> = loader(toy(9, "seg"), config(workers))
+                .batches(5, jobs.clone())
+                .map(|b| fingerprint(&b.unwrap()))
+                .collect();
+            assert_eq!(listed, from_epoch);
+        }
+        let one = l.batch(5, &jobs[1]).unwrap();
+        assert_eq!(fingerprint(&one), from_epoch[1]);
+        assert!(l.batch(5, &[]).is_err());
+        // A short list is a partial batch.
+        assert!(l.batch(5, &[1]).unwrap().partial);
     }
 
     #[test]

@@ -455,7 +455,7 @@ pub enum Command {
         /// The run folder.
         run: PathBuf,
     },
-    /// List architectures, an architecture's feature taps, or the shipped configs.
+    /// List architectures, an architecture's feature taps, data sources, or the shipped configs.
     #[command(subcommand)]
     List(ListCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
@@ -532,6 +532,9 @@ pub enum ListCommand {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// The data sources, with the tasks each serves and the folder layout it expects.
+    #[command(after_help = "Example:\n  crosskd list datasets")]
+    Datasets,
     /// The run configs in a folder, with task, teacher and config hash.
     #[command(after_help = "Example:\n  crosskd list configs")]
     Configs {

@@ -19,46 +19,9 @@ use crosskd_models::teacher::NormalizationChoice;
 use crosskd_models::ArchitectureConfig;
 pub use crosskd_projectors::{Direction, FeatureNorm};
 
+pub use crate::datasets::{Augment, AugmentSettings, DataConfig, PairDirection};
 use crate::error::{Result, TrainError};
-
-/// The task the student is trained on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Task {
-    /// Monocular depth regression (dense).
-    Depth,
-    /// Semantic segmentation (dense, per-pixel classes).
-    Segmentation,
-    /// Image-to-image translation: label map → photo (dense, RGB output).
-    Translation,
-    /// Image classification.
-    Classification,
-}
-
-impl Task {
-    /// The name used in configs and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Task::Depth => "depth",
-            Task::Segmentation => "segmentation",
-            Task::Translation => "translation",
-            Task::Classification => "classification",
-        }
-    }
-
-    /// All tasks, in the order the docs list them.
-    pub const ALL: [Task; 4] = [
-        Task::Depth,
-        Task::Segmentation,
-        Task::Translation,
-        Task::Classification,
-    ];
-
-    /// Whether the student predicts a map the size of its input.
-    pub fn is_dense(self) -> bool {
-        !matches!(self, Task::Classification)
-    }
-}
+pub use crate::task_kind::Task;
 
 /// The complete description of a run. `Config::default()` is the depth task's default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,81 +82,12 @@ impl Default for Config {
     }
 }
 
-/// Which data set feeds the task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct DataConfig {
-    /// `scenes` (procedural renderer, no download; dense tasks), `fashion-mnist`
-    /// (classification, Debian package `dataset-fashion-mnist`), or `synthetic-shapes`
-    /// (classification rendered on the fly). Empty = the task's default (`scenes` for dense
-    /// tasks, `fashion-mnist` for classification).
-    #[serde(default)]
-    pub dataset: String,
-    /// Folder holding the data set's files for loaders that read from disk. Default: the
-    /// loader's standard location.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub root: Option<PathBuf>,
-    /// Seed of the rendered scenes (train, validation and test use streams `seed`, `seed + 1`,
-    /// `seed + 2`), independent of the run's seed so that runs with different seeds see the same
-    /// data. Default 0.
-    #[serde(default)]
-    pub seed: u64,
-    /// Side of the square input images in pixels. Default 32. Dense tasks need a multiple of 8.
-    #[serde(default = "default_image_size")]
-    pub image_size: usize,
-    /// Training samples (rendered scenes, or the first N of a real training split; 0 = all).
-    /// Default 256.
-    #[serde(default = "default_train_samples")]
-    pub train_samples: usize,
-    /// Validation samples carved from the training data, used for `best` checkpoints. Default 64.
-    #[serde(default = "default_val_samples")]
-    pub val_samples: usize,
-    /// Test samples. Default 64.
-    #[serde(default = "default_test_samples")]
-    pub test_samples: usize,
-    /// Number of classes for segmentation and classification; 0 = the data set's own count.
-    #[serde(default)]
-    pub num_classes: usize,
-    /// Random horizontal flips of training batches. Default false.
-    #[serde(default)]
-    pub augment: bool,
-}
-
 fn default_device() -> String {
     "cpu".to_string()
 }
 
 fn is_default_device(device: &str) -> bool {
     device == "cpu"
-}
-
-fn default_image_size() -> usize {
-    32
-}
-fn default_train_samples() -> usize {
-    256
-}
-fn default_val_samples() -> usize {
-    64
-}
-fn default_test_samples() -> usize {
-    64
-}
-
-impl Default for DataConfig {
-    fn default() -> Self {
-        DataConfig {
-            dataset: String::new(),
-            root: None,
-            seed: 0,
-            image_size: default_image_size(),
-            train_samples: default_train_samples(),
-            val_samples: default_val_samples(),
-            test_samples: default_test_samples(),
-            num_classes: 0,
-            augment: false,
-        }
-    }
 }
 
 /// The student network.
@@ -618,11 +512,8 @@ impl Config {
                 .to_string();
         }
         if self.data.num_classes == 0 {
-            self.data.num_classes = match self.task {
-                Task::Segmentation => crate::task::SCENE_CLASSES,
-                Task::Classification => 10,
-                _ => 0,
-            };
+            self.data.num_classes =
+                crate::datasets::default_num_classes(&self.data.dataset, self.task);
         }
         if let TeacherConfig::Random {
             architecture, seed, ..
@@ -665,27 +556,11 @@ impl Config {
             .unwrap_or_else(|| default_student(self.task))
     }
 
-    /// `[data]`: a data set that serves the task, image size, split sizes and class count.
+    /// `[data]`: a data set that serves the task (see [`crate::datasets::validate`]), image
+    /// size, split sizes and class count.
     fn validate_data(&self) -> Result<()> {
         let c = self;
-        let dense_datasets = ["scenes"];
-        let cls_datasets = ["fashion-mnist"];
-        let known: &[&str] = if c.task.is_dense() {
-            &dense_datasets
-        } else {
-            &cls_datasets
-        };
-        if !known.contains(&c.data.dataset.as_str()) {
-            return Err(TrainError::config(
-                "data.dataset",
-                format!(
-                    "expected {} for task \"{}\", found \"{}\"",
-                    quoted_list(known),
-                    c.task.name(),
-                    c.data.dataset
-                ),
-            ));
-        }
+        crate::datasets::validate(&c.data, c.task)?;
         let down = match &c.resolved_student_arch() {
             ArchitectureConfig::Unet(u) => 1usize << u.depth.min(10),
             _ => 1,
@@ -706,20 +581,18 @@ impl Config {
                 ),
             ));
         }
-        if c.data.train_samples == 0 && c.data.dataset == "scenes" {
-            return Err(range(
-                "data.train-samples",
-                "at least 1 for rendered scenes",
-                0,
-            ));
-        }
         if c.data.val_samples == 0 {
             return Err(range("data.val-samples", "at least 1", 0));
         }
         if c.data.test_samples == 0 {
             return Err(range("data.test-samples", "at least 1", 0));
         }
-        if matches!(c.task, Task::Segmentation | Task::Classification) && c.data.num_classes < 2 {
+        // A source that counts its class folders fills in 0 when it is opened.
+        let counted = c.data.num_classes == 0 && crate::datasets::counts_classes(&c.data.dataset);
+        if matches!(c.task, Task::Segmentation | Task::Classification)
+            && c.data.num_classes < 2
+            && !counted
+        {
             return Err(range("data.num-classes", "at least 2", c.data.num_classes));
         }
         Ok(())
@@ -911,7 +784,8 @@ impl Config {
     }
 
     /// A short hash naming the experiment: the first 16 hex digits of the SHA-256 of
-    /// [`Config::to_toml`] with the execution settings (`threads`, `device`) at their defaults.
+    /// [`Config::to_toml`] with the execution settings (`threads`, `device`, `data.workers`) at
+    /// their defaults.
     /// Data, models, method, optimiser and seed are in it; *how* the run executes is not, so a
     /// run resumes on another device or thread count under the same name (results are
     /// bit-identical only for the same device and thread count). Configs that leave the execution
@@ -920,6 +794,7 @@ impl Config {
         let mut experiment = self.clone();
         experiment.threads = 0;
         experiment.device = default_device();
+        experiment.data.workers = None;
         let digest = Sha256::digest(experiment.to_toml().as_bytes());
         hex::encode(&digest[..8])
     }
@@ -981,16 +856,6 @@ const MAX_STEPS: u64 = 1_000_000_000_000;
 
 fn range(key: &str, expected: &str, found: impl std::fmt::Display) -> TrainError {
     TrainError::config(key, format!("expected {expected}, found {found}"))
-}
-
-fn quoted_list(items: &[&str]) -> String {
-    let q: Vec<String> = items.iter().map(|s| format!("\"{s}\"")).collect();
-    match q.len() {
-        0 => String::new(),
-        1 => q[0].clone(),
-        2 => format!("{} or {}", q[0], q[1]),
-        n => format!("one of {}, or {}", q[..n - 1].join(", "), q[n - 1]),
-    }
 }
 
 /// Rewrites serde's wording (`unknown variant `x`, expected `a` or `b``) into the project's

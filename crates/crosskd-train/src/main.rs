@@ -65,6 +65,7 @@ fn main() -> anyhow::Result<()> {
                     size,
                     overrides,
                 } => commands::list_taps(arch, *size, overrides)?,
+                ListCommand::Datasets => crosskd_train::datasets::list(),
                 ListCommand::Configs { dir } => commands::list_configs(dir)?,
             }
         ),

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
-use crosskd_data::Dataset;
 use crosskd_heads::TaskHead;
 use crosskd_losses::methods::{DistillInputs, FeaturePair};
 use crosskd_losses::{DistillMethod, Regulariser, RegulariserConfig};
@@ -18,8 +17,9 @@ use crosskd_models::{ArchitectureConfig, TappedNetwork};
 
 use crate::checkpoint::{checkpoint_path, Checkpoint};
 use crate::config::{default_student, default_tap, Config, TeacherConfig};
+use crate::datasets::{build_splits, DataRequest, Splits};
 use crate::error::{Result, TrainError};
-use crate::task::{build_head, build_splits, component, task_loss, Batch, Splits};
+use crate::task::{build_head, component, task_loss, Batch};
 
 /// Seed offsets of the parameter groups, so that student, head and projector draw independent
 /// initial weights from one run seed.
@@ -136,15 +136,6 @@ pub struct Session {
     pub regulariser: Option<Regulariser>,
 }
 
-fn input_hw(config: &Config, data: &Splits) -> Result<(usize, usize, usize)> {
-    let s = data
-        .train
-        .get(0)
-        .map_err(|e| component("training data", e))?;
-    let _ = config;
-    Ok((s.image.channels, s.image.height, s.image.width))
-}
-
 /// The checkpoint file a `checkpoint` teacher path names (a run folder's best checkpoint, or the
 /// file itself).
 pub fn teacher_checkpoint_file(path: &Path) -> PathBuf {
@@ -189,8 +180,8 @@ impl Session {
         let device = crate::device::DeviceChoice::parse(&config.device)
             .map_err(|message| TrainError::config("device", message))?
             .open()?;
-        let data = build_splits(&config)?;
-        let (channels, h, w) = input_hw(&config, &data)?;
+        let data = open_data(&mut config)?;
+        let (channels, h, w) = data.input_shape(config.data.image_size)?;
         let arch = config
             .student_arch()
             .cloned()
@@ -436,6 +427,43 @@ impl Session {
         );
         m
     }
+}
+
+/// Opens the config's data and fills in a class count the data found (`data.num-classes = 0`
+/// with a source that counts its class folders); a configured count below it is an error.
+fn open_data(config: &mut Config) -> Result<Splits> {
+    let rgb = match config.student_arch() {
+        Some(ArchitectureConfig::SmallResnet(c)) => c.in_channels == 3,
+        _ => false,
+    };
+    let data = build_splits(&DataRequest {
+        data: &config.data,
+        task: config.task,
+        rgb,
+    })?;
+    if let Some(found) = data.num_classes {
+        if found < 2 {
+            return Err(TrainError::config(
+                "data.root",
+                format!(
+                    "expected at least 2 classes in data set \"{}\", found {found}",
+                    config.data.dataset
+                ),
+            ));
+        }
+        if config.data.num_classes == 0 {
+            config.data.num_classes = found;
+        } else if config.data.num_classes < found {
+            return Err(TrainError::config(
+                "data.num-classes",
+                format!(
+                    "expected at least the {found} classes of data set \"{}\", found {}",
+                    config.data.dataset, config.data.num_classes
+                ),
+            ));
+        }
+    }
+    Ok(data)
 }
 
 fn with_input_channels(arch: ArchitectureConfig, channels: usize) -> ArchitectureConfig {

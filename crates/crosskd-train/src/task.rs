@@ -1,12 +1,10 @@
-//! Task-specific glue: data sets for each task, batching samples into tensors, heads, task losses,
-//! metrics, and pictures of predictions.
+//! Task-specific glue: batches on the run's device, heads, task losses, metrics, and pictures of
+//! predictions. Data sources live in [`crate::datasets`].
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use crosskd_data::scenes::{
-    SceneConfig, SceneDataset, SceneTask, SCENE_CLASSES as SCENE_CLASS_TABLE,
-};
-use crosskd_data::{Dataset, Sample, Target, IGNORE_CLASS};
+use crosskd_data::scenes::SCENE_CLASSES as SCENE_CLASS_TABLE;
+use crosskd_data::{BatchTarget, IGNORE_CLASS};
 use crosskd_heads::{
     classification_head, depth_head, segmentation_head, translation_head, ClassificationHeadConfig,
     DepthHeadConfig, SegmentationHeadConfig, TaskHead, TranslationHeadConfig,
@@ -40,6 +38,8 @@ pub struct Batch {
     pub target: Tensor,
     /// Valid-pixel mask `(N, 1, H, W)` (1.0 = valid) for depth.
     pub valid: Option<Tensor>,
+    /// Data-set indices of the samples (of the split they come from), in batch order.
+    pub indices: Vec<usize>,
 }
 
 impl Batch {
@@ -74,116 +74,37 @@ impl Batch {
             images: flip(&self.images)?,
             target,
             valid,
+            indices: self.indices.clone(),
         })
     }
-}
 
-/// Stacks samples into a [`Batch`] for `task`. Errors name the sample index and what was found.
-pub fn collate(task: Task, samples: &[(usize, Sample)], device: &Device) -> Result<Batch> {
-    let Some((_, first)) = samples.first() else {
-        return Err(TrainError::Component("collate: empty batch".into()));
-    };
-    let (c, h, w) = (first.image.channels, first.image.height, first.image.width);
-    let n = samples.len();
-    let mut images = Vec::with_capacity(n * c * h * w);
-    let mut targets_f = Vec::new();
-    let mut targets_u = Vec::new();
-    let mut valid = Vec::new();
-    for (index, s) in samples {
-        if (s.image.channels, s.image.height, s.image.width) != (c, h, w) {
-            return Err(TrainError::Component(format!(
-                "sample {index}: image of shape {:?}, expected {:?} like the rest of the batch",
-                (s.image.channels, s.image.height, s.image.width),
-                (c, h, w)
-            )));
-        }
-        images.extend_from_slice(&s.image.data);
-        match (&s.target, task) {
-            (Target::Depth { depth, valid: v }, Task::Depth) => {
-                targets_f.extend_from_slice(&depth.data);
-                valid.extend(v.data.iter().map(|&b| if b { 1.0f32 } else { 0.0 }));
-            }
-            (Target::Segmentation { classes }, Task::Segmentation) => {
-                targets_u.extend_from_slice(&classes.data)
-            }
-            (Target::Translation { target }, Task::Translation) => {
-                targets_f.extend(target.data.iter().map(|v| v * 2.0 - 1.0));
-            }
-            (Target::Class(label), Task::Classification) => targets_u.push(*label),
+    /// A batch of the data loader on `device`, checked to hold targets of `task`.
+    pub fn from_loader(task: Task, batch: crosskd_data::Batch, device: &Device) -> Result<Batch> {
+        let (target, valid) = match (batch.target, task) {
+            (BatchTarget::Depth { depth, valid }, Task::Depth) => (depth, Some(valid)),
+            (BatchTarget::Segmentation { classes }, Task::Segmentation) => (classes, None),
+            (BatchTarget::Translation { target }, Task::Translation) => (target, None),
+            (BatchTarget::Class { labels }, Task::Classification) => (labels, None),
             (other, task) => {
+                let kind = match other {
+                    BatchTarget::Depth { .. } => "depth",
+                    BatchTarget::Segmentation { .. } => "segmentation",
+                    BatchTarget::Translation { .. } => "translation",
+                    BatchTarget::Class { .. } => "class",
+                };
                 return Err(TrainError::Component(format!(
-                    "sample {index}: a {} target, expected one for task {}",
-                    other.kind(),
+                    "samples {:?}: {kind} targets, expected ones for task {}",
+                    batch.indices,
                     task.name()
-                )))
+                )));
             }
-        }
-    }
-    let images = Tensor::from_vec(images, (n, c, h, w), device)?;
-    let (target, valid) = match task {
-        Task::Depth => (
-            Tensor::from_vec(targets_f, (n, 1, h, w), device)?,
-            Some(Tensor::from_vec(valid, (n, 1, h, w), device)?),
-        ),
-        Task::Segmentation => (Tensor::from_vec(targets_u, (n, h, w), device)?, None),
-        Task::Translation => (Tensor::from_vec(targets_f, (n, 3, h, w), device)?, None),
-        Task::Classification => (Tensor::from_vec(targets_u, n, device)?, None),
-    };
-    Ok(Batch {
-        images,
-        target,
-        valid,
-    })
-}
-
-/// The train, validation and test data sets of a run.
-pub struct Splits {
-    /// Training samples.
-    pub train: Box<dyn Dataset>,
-    /// Validation samples (best-checkpoint selection).
-    pub val: Box<dyn Dataset>,
-    /// Test samples.
-    pub test: Box<dyn Dataset>,
-}
-
-/// Builds the data sets a config describes.
-pub fn build_splits(config: &Config) -> Result<Splits> {
-    let d = &config.data;
-    match d.dataset.as_str() {
-        "scenes" => {
-            let task = match config.task {
-                Task::Depth => SceneTask::Depth,
-                Task::Segmentation => SceneTask::Segmentation,
-                Task::Translation => SceneTask::Translation,
-                Task::Classification => {
-                    return Err(TrainError::config(
-                        "data.dataset",
-                        "rendered scenes have no classification labels",
-                    ))
-                }
-            };
-            let make = |offset: u64, n: usize| -> Result<Box<dyn Dataset>> {
-                let ds = SceneDataset::new(
-                    task,
-                    SceneConfig::default(),
-                    d.seed.wrapping_add(offset),
-                    n,
-                    d.image_size,
-                )
-                .map_err(|e| component("scenes", e))?;
-                Ok(Box::new(ds.with_cache()))
-            };
-            Ok(Splits {
-                train: make(0, d.train_samples)?,
-                val: make(1, d.val_samples)?,
-                test: make(2, d.test_samples)?,
-            })
-        }
-        "fashion-mnist" => crate::fashion::fashion_mnist_splits(config),
-        other => Err(TrainError::config(
-            "data.dataset",
-            format!("no loader for \"{other}\""),
-        )),
+        };
+        Ok(Batch {
+            images: batch.images.to_device(device)?,
+            target: target.to_device(device)?,
+            valid: valid.map(|v| v.to_device(device)).transpose()?,
+            indices: batch.indices,
+        })
     }
 }
 
@@ -390,59 +311,37 @@ pub fn prediction_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crosskd_data::{Grid, Image};
 
     #[test]
-    fn collate_stacks_depth_samples_with_masks() {
-        let sample = |v: f32| Sample {
-            image: Image {
-                channels: 3,
-                height: 2,
-                width: 2,
-                data: vec![v; 12],
+    fn loader_batches_move_with_their_masks_and_flip_with_targets() {
+        let batch = crosskd_data::Batch {
+            images: Tensor::from_vec(vec![0.5f32; 8], (2, 1, 2, 2), &Device::Cpu).unwrap(),
+            target: BatchTarget::Depth {
+                depth: Tensor::from_vec(
+                    vec![0.5f32, 2.0, 3.0, 4.0, 1.0, 1.0, 1.0, 1.0],
+                    (2, 1, 2, 2),
+                    &Device::Cpu,
+                )
+                .unwrap(),
+                valid: Tensor::from_vec(vec![1.0f32; 8], (2, 1, 2, 2), &Device::Cpu).unwrap(),
             },
-            target: Target::Depth {
-                depth: Grid {
-                    height: 2,
-                    width: 2,
-                    data: vec![v, 2.0, 3.0, 4.0],
-                },
-                valid: Grid {
-                    height: 2,
-                    width: 2,
-                    data: vec![true, false, true, true],
-                },
-            },
+            indices: vec![7, 3],
+            partial: false,
         };
-        let b = collate(
-            Task::Depth,
-            &[(0, sample(0.5)), (1, sample(0.25))],
-            &Device::Cpu,
-        )
-        .unwrap();
-        assert_eq!(b.images.dims(), &[2, 3, 2, 2]);
-        assert_eq!(b.target.dims(), &[2, 1, 2, 2]);
-        assert_eq!(
-            b.valid
-                .as_ref()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()[..4],
-            [1.0, 0.0, 1.0, 1.0]
+        let wrong = Batch::from_loader(Task::Segmentation, batch.clone(), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            wrong.contains("[7, 3]") && wrong.contains("depth"),
+            "{wrong}"
         );
+        let b = Batch::from_loader(Task::Depth, batch, &Device::Cpu).unwrap();
+        assert_eq!(b.indices, [7, 3]);
+        assert_eq!(b.valid.as_ref().unwrap().dims(), &[2, 1, 2, 2]);
         let f = b.flipped().unwrap();
         assert_eq!(
             f.target.flatten_all().unwrap().to_vec1::<f32>().unwrap()[..4],
             [2.0, 0.5, 4.0, 3.0]
-        );
-        let wrong = collate(Task::Segmentation, &[(7, sample(0.5))], &Device::Cpu)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            wrong.contains("sample 7") && wrong.contains("depth"),
-            "{wrong}"
         );
     }
 

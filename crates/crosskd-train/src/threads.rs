@@ -1,4 +1,9 @@
-//! The thread count of the CPU kernels.
+//! The thread counts of a run: CPU kernels and data-loader workers, chosen together so that
+//! they never ask for more threads than there are cores.
+
+/// Automatic loader workers never exceed this: past it, batches arrive faster than any small
+/// student consumes them and only memory grows.
+pub const MAX_AUTO_WORKERS: usize = 4;
 
 /// Asks candle's CPU kernels for `threads` threads (0 = leave the default: all cores).
 ///
@@ -8,5 +13,69 @@
 pub fn apply(threads: usize) {
     if threads > 0 && std::env::var_os("RAYON_NUM_THREADS").is_none() {
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}
+
+/// Cores of this machine (1 when unknown).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Threads the CPU kernels use: `RAYON_NUM_THREADS` when set, else `threads` (0 = every core).
+pub fn compute_threads(threads: usize) -> usize {
+    let from_env = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0);
+    match (from_env, threads) {
+        (Some(n), _) => n,
+        (None, 0) => cores(),
+        (None, t) => t,
+    }
+}
+
+/// Loader workers for `data.workers = configured` (None = automatic): automatic takes the cores
+/// the compute threads leave free, at most [`MAX_AUTO_WORKERS`], so `workers + compute ≤ cores`;
+/// when the kernels fill the cores that is 0 and batches are built on the training thread between
+/// steps (no thread then competes with the kernels). An explicit count is used as given.
+pub fn loader_workers(configured: Option<usize>, threads: usize) -> usize {
+    match configured {
+        Some(n) => n,
+        None => cores()
+            .saturating_sub(compute_threads(threads))
+            .min(MAX_AUTO_WORKERS),
+    }
+}
+
+/// A warning when an explicit worker count and the compute threads together exceed the cores.
+pub fn oversubscription(configured: Option<usize>, threads: usize) -> Option<String> {
+    let workers = configured?;
+    let compute = compute_threads(threads);
+    let cores = cores();
+    (workers > 0 && workers + compute > cores).then(|| {
+        format!(
+            "data.workers = {workers} plus {compute} compute threads exceed the {cores} cores; \
+             steps may slow down (leave data.workers out to choose automatically)"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automatic_workers_never_oversubscribe() {
+        for threads in 0..=cores() + 2 {
+            let w = loader_workers(None, threads);
+            assert!(w <= MAX_AUTO_WORKERS);
+            assert!(
+                w == 0 || w + compute_threads(threads) <= cores(),
+                "{threads}: {w}"
+            );
+        }
+        assert_eq!(loader_workers(Some(3), 0), 3);
+        assert!(oversubscription(None, 0).is_none());
+        assert!(oversubscription(Some(cores()), cores()).is_some());
     }
 }

@@ -17,6 +17,7 @@ pub struct ImageFolder {
 
 impl ImageFolder {
     /// Scans `root`; each sub-folder is a class (sorted by name), each PNG/JPEG in it a sample.
+    /// A class folder without images is an error naming the folder.
     pub fn open(root: &Path) -> Result<Self> {
         let mut classes = Vec::new();
         let mut items = Vec::new();
@@ -28,11 +29,20 @@ impl ImageFolder {
                     .to_string_lossy()
                     .into_owned(),
             );
+            let before = items.len();
             for file in sorted_entries(&dir)?
                 .into_iter()
                 .filter(|p| is_image_file(p))
             {
                 items.push((file, label));
+            }
+            // An empty class would still get a label and a head output that nothing trains.
+            if items.len() == before {
+                return Err(DataError::invalid(
+                    &dir,
+                    "at least one PNG or JPEG image in every class folder",
+                    "an empty class folder",
+                ));
             }
         }
         if classes.is_empty() {
@@ -109,6 +119,13 @@ mod tests {
         assert!(ImageFolder::open(dir.path()).is_err());
         truncated_png(&dir.path().join("c/broken.png"), 20);
         std::fs::write(dir.path().join("c/text.png"), "not a png").unwrap();
+        std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+        let err = ImageFolder::open(dir.path()).err().unwrap();
+        assert!(
+            matches!(&err, DataError::Invalid { path, .. } if path.ends_with("empty")),
+            "{err}"
+        );
+        std::fs::remove_dir(dir.path().join("empty")).unwrap();
         let ds = ImageFolder::open(dir.path()).unwrap();
         for i in 0..2 {
             let err = ds.get(i).unwrap_err();

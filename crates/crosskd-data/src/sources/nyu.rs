@@ -19,7 +19,8 @@ impl NyuDepth {
     pub const MILLIMETRES_PER_METRE: f32 = 1000.0;
 
     /// Reads the file list `list` (paths relative to `root`). Blank lines and `#` comments are
-    /// skipped; a line with fewer than two paths is an error naming the line.
+    /// skipped; a line with fewer than two paths, or naming a file that does not exist, is an
+    /// error naming the line.
     pub fn open(root: &Path, list: &Path) -> Result<Self> {
         let text = String::from_utf8(read(list)?).map_err(|e| DataError::Decode {
             path: list.to_path_buf(),
@@ -34,7 +35,23 @@ impl NyuDepth {
             }
             let mut fields = line.split_whitespace();
             match (fields.next(), fields.next()) {
-                (Some(rgb), Some(depth)) => pairs.push((root.join(rgb), root.join(depth))),
+                (Some(rgb), Some(depth)) => {
+                    let pair = (root.join(rgb), root.join(depth));
+                    // Checked here, not at the first batch that needs it: a long run should not
+                    // fail hours in on a file the list names but the folder lacks.
+                    for path in [&pair.0, &pair.1] {
+                        if !path.is_file() {
+                            return Err(DataError::io(
+                                path,
+                                std::io::Error::new(
+                                    std::io::ErrorKind::NotFound,
+                                    format!("listed on line {} of {}", n + 1, list.display()),
+                                ),
+                            ));
+                        }
+                    }
+                    pairs.push(pair);
+                }
                 _ => {
                     return Err(DataError::invalid(
                         list,
@@ -119,7 +136,7 @@ mod tests {
         let list = root.join("list.txt");
         std::fs::write(
             &list,
-            "# rgb depth focal\nrgb/0.png depth/0.png 518.8\n\nrgb/1.png depth/1.png\nrgb/2.png depth/2.png\nrgb/3.png depth/3.png\nrgb/4.png depth/4.png\n",
+            "# rgb depth focal\nrgb/0.png depth/0.png 518.8\n\nrgb/1.png depth/1.png\nrgb/2.png depth/2.png\nrgb/3.png depth/3.png\n",
         )
         .unwrap();
         list
@@ -129,7 +146,7 @@ mod tests {
     fn reads_millimetres_as_metres_with_validity() {
         let dir = tempfile::tempdir().unwrap();
         let ds = NyuDepth::open(dir.path(), &fixture(dir.path())).unwrap();
-        assert_eq!(ds.len(), 5);
+        assert_eq!(ds.len(), 4);
         let s = ds.get(0).unwrap();
         assert_eq!(s.image.size(), (2, 3));
         let Target::Depth { depth, valid } = s.target else {
@@ -160,12 +177,15 @@ mod tests {
             matches!(&err, DataError::Decode { path, .. } if path.ends_with("rgb/3.png")),
             "{err}"
         );
-        // Missing files.
-        let err = ds.get(4).unwrap_err();
+        // A listed file that is missing fails at open, naming the file and the line.
+        let missing = dir.path().join("missing.txt");
+        std::fs::write(&missing, "rgb/0.png depth/0.png\nrgb/0.png depth/4.png\n").unwrap();
+        let err = NyuDepth::open(dir.path(), &missing).err().unwrap();
         assert!(
-            matches!(&err, DataError::Io { path, .. } if path.ends_with("rgb/4.png")),
+            matches!(&err, DataError::Io { path, .. } if path.ends_with("depth/4.png")),
             "{err}"
         );
+        assert!(err.to_string().contains("line 2"), "{err}");
         // Bad list line.
         let list = dir.path().join("bad.txt");
         std::fs::write(&list, "rgb/0.png\n").unwrap();

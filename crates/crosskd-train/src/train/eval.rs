@@ -4,14 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crosskd_data::Dataset;
-
 use crate::error::{Result, TrainError};
 use crate::metrics_log::read_records;
 use crate::session::Session;
 use crate::task::{component, prediction_rows, Batch};
 
-use super::batches::load_batch;
+use super::batches::{load_batch, loader, on_device};
 use super::scalar;
 
 /// At most this many singular values are logged per spectrum.
@@ -20,10 +18,10 @@ const MAX_LOGGED_SINGULAR_VALUES: usize = 64;
 /// Metrics of `split` (`val`, `test` or `train`) with the current weights, plus the task loss as
 /// `loss`.
 pub fn evaluate_session(session: &Session, split: &str) -> Result<BTreeMap<String, f64>> {
-    let ds: &dyn Dataset = match split {
-        "val" => session.data.val.as_ref(),
-        "test" => session.data.test.as_ref(),
-        "train" => session.data.train.as_ref(),
+    let ds = match split {
+        "val" => &session.data.val,
+        "test" => &session.data.test,
+        "train" => &session.data.train,
         other => {
             return Err(TrainError::config(
                 "split",
@@ -35,12 +33,14 @@ pub fn evaluate_session(session: &Session, split: &str) -> Result<BTreeMap<Strin
     let bs = session.config.train.batch_size.max(1);
     let (mut loss_sum, mut n) = (0.0, 0usize);
     let indices: Vec<usize> = (0..ds.len()).collect();
-    for chunk in indices.chunks(bs) {
-        let batch = load_batch(session, ds, chunk)?;
+    let jobs: Vec<Vec<usize>> = indices.chunks(bs).map(<[usize]>::to_vec).collect();
+    for next in loader(session, ds, false)?.batches(0, jobs) {
+        let batch = on_device(session, split, next)?;
         let pass = session.student.forward(&batch.images, false)?;
         let loss = crate::task::task_loss(&session.config, &pass.prediction, &batch)?;
-        loss_sum += scalar(&loss)? * chunk.len() as f64;
-        n += chunk.len();
+        let k = batch.indices.len();
+        loss_sum += scalar(&loss)? * k as f64;
+        n += k;
         metrics
             .update(&pass.prediction, &batch.target, batch.valid.as_ref())
             .map_err(|e| component("metrics", e))?;
@@ -96,7 +96,7 @@ pub(super) fn first_val_batch(session: &Session) -> Result<Batch> {
         .len()
         .min(session.config.train.batch_size.max(2));
     let idx: Vec<usize> = (0..n).collect();
-    load_batch(session, session.data.val.as_ref(), &idx)
+    load_batch(session, "val", &session.data.val, &idx)
 }
 
 /// Writes the plots and the prediction grid of a run folder.

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use candle_core::Tensor;
+use crosskd_data::{DataLoader, EpochBatches};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -22,12 +23,12 @@ use crate::schedule::learning_rate;
 use crate::session::Session;
 use crate::task::{component, Batch};
 
-use super::batches::{epoch_order, load_batch};
+use super::batches::{epoch_jobs, epoch_order, loader, on_device};
 use super::eval::{evaluate_session, first_val_batch, spectra, write_plots};
 use super::resume::{find_resume_point, ResumePoint, PREVIOUS};
 use super::{scalar, RunOptions, RunSummary, StopReason};
 
-/// Seed offset of the trainer's own generator (augmentation).
+/// Seed offset of the trainer's own generator (the whole-batch flips of `data.augment = true`).
 const TRAIN_RNG_OFFSET: u64 = 0x5452_4e47;
 
 /// Running sums of one logging interval (kept in checkpoints so a resumed run logs the same).
@@ -83,8 +84,10 @@ pub(super) struct Trainer<'a> {
     acc: LogAccumulator,
     log: MetricsLog,
     hash: String,
-    order: Vec<usize>,
-    train_len: usize,
+    /// Builds training batches (workers, per-sample augmentation).
+    train_loader: DataLoader,
+    /// The batches left in the current epoch, being built ahead by the loader's workers.
+    stream: EpochBatches,
     total_steps: u64,
     steps_per_epoch: u64,
     batch_size: usize,
@@ -146,14 +149,28 @@ impl<'a> Trainer<'a> {
             }
         };
         write_atomic(&run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+        if let Some(warning) = crate::threads::oversubscription(cfg.data.workers, cfg.threads) {
+            tracing::warn!("{warning}");
+        }
         let total_steps = cfg.total_steps(train_len);
+        let steps_per_epoch = cfg.steps_per_epoch(train_len);
+        let batch_size = cfg.train.batch_size.min(train_len);
+        let train_loader = loader(&session, &session.data.train, true)?;
+        let stream = epoch_stream(
+            &train_loader,
+            cfg.seed,
+            position.epoch,
+            position.batch_in_epoch,
+            steps_per_epoch,
+            batch_size,
+        );
         Ok(Trainer {
-            order: epoch_order(cfg.seed, position.epoch, train_len),
+            train_loader,
+            stream,
             progress: Progress::new(options.progress, total_steps, position.step),
             total_steps,
-            steps_per_epoch: cfg.steps_per_epoch(train_len),
-            batch_size: cfg.train.batch_size.min(train_len),
-            train_len,
+            steps_per_epoch,
+            batch_size,
             primary: session.student.head.new_metrics().primary(),
             session,
             run_dir,
@@ -175,14 +192,18 @@ impl<'a> Trainer<'a> {
         self.position.step < self.total_steps
     }
 
-    /// Data phase: the next batch in the epoch's order, flipped when augmentation draws it.
+    /// Data phase: the next batch in the epoch's order from the loader (augmented per sample
+    /// when `data.augment` is a table), mirrored whole when `data.augment = true` draws it.
     pub(super) fn next_batch(&mut self) -> Result<Batch> {
         self.rng_before_batch = RngState::capture(&self.rng);
-        let start = self.position.batch_in_epoch as usize * self.batch_size;
-        let end = (start + self.batch_size).min(self.train_len);
-        let indices = &self.order[start..end];
-        let mut batch = load_batch(&self.session, self.session.data.train.as_ref(), indices)?;
-        if self.session.config.data.augment && self.rng.gen_bool(0.5) {
+        let next = self.stream.next().ok_or_else(|| {
+            TrainError::Component(format!(
+                "training data: no batch {} in epoch {}",
+                self.position.batch_in_epoch, self.position.epoch
+            ))
+        })?;
+        let mut batch = on_device(&self.session, "training", next)?;
+        if self.session.config.data.augment.flips_whole_batches() && self.rng.gen_bool(0.5) {
             batch = batch.flipped()?;
         }
         Ok(batch)
@@ -287,7 +308,14 @@ impl<'a> Trainer<'a> {
         if p.batch_in_epoch >= self.steps_per_epoch {
             p.batch_in_epoch = 0;
             p.epoch += 1;
-            self.order = epoch_order(self.session.config.seed, p.epoch, self.train_len);
+            self.stream = epoch_stream(
+                &self.train_loader,
+                self.session.config.seed,
+                p.epoch,
+                0,
+                self.steps_per_epoch,
+                self.batch_size,
+            );
         }
     }
 
@@ -505,6 +533,23 @@ impl<'a> Trainer<'a> {
         write_atomic(&self.run_dir.join("summary.json"), json.as_bytes())?;
         Ok(summary)
     }
+}
+
+/// The batches of `epoch` from batch `first` on, in the epoch's order; the loader's workers
+/// start building them at once.
+fn epoch_stream(
+    loader: &DataLoader,
+    seed: u64,
+    epoch: u64,
+    first: u64,
+    steps_per_epoch: u64,
+    batch_size: usize,
+) -> EpochBatches {
+    let order = epoch_order(seed, epoch, loader.dataset().len());
+    loader.batches(
+        epoch,
+        epoch_jobs(&order, first, steps_per_epoch, batch_size),
+    )
 }
 
 /// Loads weights and optimiser state from the resume point and returns the generator, position
