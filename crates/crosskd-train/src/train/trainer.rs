@@ -588,3 +588,94 @@ fn first_non_finite_tensor(tensors: &HashMap<String, Tensor>) -> Result<Option<(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::batches::load_batch;
+
+    fn config(data_extra: &str) -> Config {
+        let text = format!(
+            "task = \"segmentation\"\nseed = 2\nthreads = 1\n[student.architecture]\narch = \"unet\"\n\
+             base-width = 4\ndepth = 2\nout-channels = 4\n[data]\nimage-size = 16\ntrain-samples = 12\n\
+             val-samples = 4\ntest-samples = 4\n{data_extra}\n[train]\nsteps = 8\nbatch-size = 4\n"
+        );
+        Config::from_toml_str(&text, &[], None).unwrap()
+    }
+
+    fn flat(t: &Tensor) -> Vec<f32> {
+        t.to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    }
+
+    /// Indices, images and targets of a batch.
+    type Fingerprint = (Vec<usize>, Vec<f32>, Vec<f32>);
+
+    fn fingerprint(b: &Batch) -> Fingerprint {
+        (b.indices.clone(), flat(&b.images), flat(&b.target))
+    }
+
+    /// The training batches of the first `n` steps (over epoch boundaries), with the plain
+    /// (un-augmented) batch of the same samples.
+    fn batches(config: &Config, n: usize) -> Vec<(Fingerprint, Batch)> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = Trainer::open(config, dir.path(), &RunOptions::default()).unwrap();
+        (0..n)
+            .map(|_| {
+                let b = t.next_batch().unwrap();
+                t.advance();
+                let plain =
+                    load_batch(&t.session, "training", &t.session.data.train, &b.indices).unwrap();
+                (fingerprint(&b), plain)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn augment_true_still_mirrors_whole_batches() {
+        let mut flipped = 0;
+        for (got, plain) in batches(&config("augment = true"), 8) {
+            if got == fingerprint(&plain) {
+                continue;
+            }
+            // Otherwise exactly the mirrored batch, targets mirrored with the images.
+            assert_eq!(got, fingerprint(&plain.flipped().unwrap()));
+            flipped += 1;
+        }
+        assert!(flipped > 0 && flipped < 8, "{flipped} of 8 batches flipped");
+        // And without augmentation, every batch is the plain one.
+        for (got, plain) in batches(&config(""), 4) {
+            assert_eq!(got, fingerprint(&plain));
+        }
+    }
+
+    #[test]
+    fn per_sample_augmentation_gives_the_same_batches_for_any_worker_count() {
+        let augment =
+            "augment = { flip = true, crop-scale = [0.5, 1.0], brightness = 0.3, saturation = 0.3 }";
+        let runs: Vec<Vec<Fingerprint>> = [0, 1, 3]
+            .iter()
+            .map(|w| {
+                batches(&config(&format!("workers = {w}\n{augment}")), 7)
+                    .into_iter()
+                    .map(|(f, _)| f)
+                    .collect()
+            })
+            .collect();
+        assert_eq!(runs[0], runs[1]);
+        assert_eq!(runs[0], runs[2]);
+        // The samples are augmented (not the plain batches), and stay in [0, 1].
+        let plain = batches(&config(""), 7);
+        assert!(runs[0]
+            .iter()
+            .zip(&plain)
+            .all(|(a, (p, _))| a.0 == p.0 && a.1 != p.1));
+        assert!(runs[0]
+            .iter()
+            .all(|f| f.1.iter().all(|v| (0.0..=1.0).contains(v))));
+    }
+}
