@@ -31,12 +31,5 @@ fn open(request: &DataRequest) -> Result<Splits> {
             Cityscapes::open(&root, name).map_err(|e| open_error(&what, e))?,
         ))
     };
-    let (train, val, test) = carve(split("train")?, split("val")?, request.data, &what)?;
-    Ok(Splits {
-        train,
-        val,
-        test,
-        resize: true,
-        num_classes: None,
-    })
+    carve(split("train")?, split("val")?, request.data, true, &what)
 }

@@ -237,3 +237,71 @@ impl<'de> Deserialize<'de> for Augment {
         deserializer.deserialize_any(AugmentVisitor)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    /// A config written before `data.augment` took a table, and the hash the code of that time
+    /// gave it (`crosskd list configs` at commit 37e80ca).
+    const OLD_CONFIG: &str = "task = \"depth\"\nseed = 1\nthreads = 1\n[student.architecture]\n\
+        arch = \"unet\"\nbase-width = 4\ndepth = 2\nout-channels = 4\n\n[teacher]\nkind = \"random\"\n\n\
+        [data]\nimage-size = 16\ntrain-samples = 32\nval-samples = 16\ntest-samples = 16\naugment = true\n\n\
+        [schedule]\nkind = \"constant\"\n\n[train]\nsteps = 10\nbatch-size = 8\nlog-interval = 2\neval-interval = 5\n";
+
+    #[test]
+    fn augment_true_keeps_its_meaning_and_its_hash() {
+        let c = Config::from_toml_str(OLD_CONFIG, &[], None).unwrap();
+        assert_eq!(c.data.augment, Augment::Switch(true));
+        assert!(c.data.augment.flips_whole_batches());
+        // No per-sample change in the loader: the trainer mirrors whole batches, as before.
+        assert!(c.data.augment.sample_config(None).is_identity());
+        assert_eq!(c.hash(), "ccc638a33d9fc503");
+        assert!(c.to_toml().contains("augment = true"));
+    }
+
+    #[test]
+    fn augment_table_round_trips_and_checks_its_keys() {
+        let table = OLD_CONFIG.replace(
+            "augment = true",
+            "augment = { flip = true, crop-scale = [0.5, 1.0], saturation = 0.3 }",
+        );
+        let c = Config::from_toml_str(&table, &[], None).unwrap();
+        let Augment::Settings(s) = &c.data.augment else {
+            panic!("settings expected")
+        };
+        assert!(s.flip && s.crop_scale == [0.5, 1.0] && s.saturation == 0.3);
+        assert!(!c.data.augment.flips_whole_batches());
+        let again = Config::from_toml_str(&c.to_toml(), &[], None).unwrap();
+        assert_eq!(again.data.augment, c.data.augment);
+        let e = Config::from_toml_str(&table.replace("flip", "flop"), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data.augment") && e.contains("flop"), "{e}");
+        let e = Config::from_toml_str(&table.replace("0.5, 1.0", "0.0, 1.0"), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.augment") && e.contains("crop_scale"),
+            "{e}"
+        );
+        let e = Config::from_toml_str(&table.replace("augment = {", "augment = 3 #"), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data.augment"), "{e}");
+    }
+
+    #[test]
+    fn workers_are_outside_the_hash() {
+        let c = Config::from_toml_str(OLD_CONFIG, &[], None).unwrap();
+        let w = c.with_overrides(&["data.workers=3".into()]).unwrap();
+        assert_eq!(w.data.workers, Some(3));
+        assert_eq!(w.hash(), c.hash());
+        assert!(c
+            .with_overrides(&["data.workers=999".into()])
+            .unwrap_err()
+            .to_string()
+            .contains("data.workers"));
+    }
+}

@@ -41,12 +41,5 @@ fn open(request: &DataRequest) -> Result<Splits> {
             FashionMnist::load(&dir, split, options).map_err(|e| open_error(&what, e))?,
         ))
     };
-    let (train, val, test) = carve(load(Split::Train)?, load(Split::Test)?, d, &what)?;
-    Ok(Splits {
-        train,
-        val,
-        test,
-        resize: false,
-        num_classes: None,
-    })
+    carve(load(Split::Train)?, load(Split::Test)?, d, false, &what)
 }

@@ -42,12 +42,13 @@ fn open(request: &DataRequest) -> Result<Splits> {
         ));
     }
     let num_classes = train_all.classes().len();
-    let (train, val, test) = carve(Arc::new(train_all), Arc::new(test_all), request.data, &what)?;
-    Ok(Splits {
-        train,
-        val,
-        test,
-        resize: true,
-        num_classes: Some(num_classes),
-    })
+    let mut splits = carve(
+        Arc::new(train_all),
+        Arc::new(test_all),
+        request.data,
+        true,
+        &what,
+    )?;
+    splits.num_classes = Some(num_classes);
+    Ok(splits)
 }

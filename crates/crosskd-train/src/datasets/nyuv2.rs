@@ -32,12 +32,11 @@ fn open(request: &DataRequest) -> Result<Splits> {
             NyuDepth::open(&root, &root.join(name)).map_err(|e| open_error(&what, e))?,
         ))
     };
-    let (train, val, test) = carve(list("train.txt")?, list("test.txt")?, request.data, &what)?;
-    Ok(Splits {
-        train,
-        val,
-        test,
-        resize: true,
-        num_classes: None,
-    })
+    carve(
+        list("train.txt")?,
+        list("test.txt")?,
+        request.data,
+        true,
+        &what,
+    )
 }

@@ -53,12 +53,5 @@ fn open(request: &DataRequest) -> Result<Splits> {
     };
     let train_all = folder(root.join("train"))?;
     let test_all = folder(test_folder(&root)?)?;
-    let (train, val, test) = carve(train_all, test_all, request.data, &what)?;
-    Ok(Splits {
-        train,
-        val,
-        test,
-        resize: true,
-        num_classes: None,
-    })
+    carve(train_all, test_all, request.data, true, &what)
 }

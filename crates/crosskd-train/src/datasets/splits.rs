@@ -42,15 +42,16 @@ impl Splits {
     }
 }
 
-/// `(train, val, test)` from a source's training and test splits: `val-samples` and
-/// `train-samples` (0 = all the rest) drawn from the training split by a shuffle seeded with
-/// `data.seed`, and the first `test-samples` of the test split. `what` names the data in errors.
+/// The splits of a source's training and test sets: `val-samples` and `train-samples` (0 = all
+/// the rest) drawn from the training set by a shuffle seeded with `data.seed`, and the first
+/// `test-samples` of the test set. `resize` as in [`Splits`]; `what` names the data in errors.
 pub(crate) fn carve(
     train_all: Arc<dyn Dataset>,
     test_all: Arc<dyn Dataset>,
     d: &DataConfig,
+    resize: bool,
     what: &str,
-) -> Result<(Arc<dyn Dataset>, Arc<dyn Dataset>, Arc<dyn Dataset>)> {
+) -> Result<Splits> {
     let mut order: Vec<usize> = (0..train_all.len()).collect();
     order.shuffle(&mut ChaCha8Rng::seed_from_u64(d.seed));
     let n_val = d.val_samples.min(order.len());
@@ -84,11 +85,13 @@ pub(crate) fn carve(
             Subset::new(ds.clone(), idx).map_err(|e| TrainError::Component(e.to_string()))?,
         ))
     };
-    Ok((
-        sub(&train_all, train)?,
-        sub(&train_all, val)?,
-        sub(&test_all, test)?,
-    ))
+    Ok(Splits {
+        train: sub(&train_all, train)?,
+        val: sub(&train_all, val)?,
+        test: sub(&test_all, test)?,
+        resize,
+        num_classes: None,
+    })
 }
 
 /// A data error met while opening a source, as a config error on `data.root` (the message
