@@ -119,11 +119,11 @@ impl Profile {
             // report checks both conditions on the baseline's curves rather than assuming them.
             Profile::Standard => Budget {
                 image_size: 32,
-                train_samples: 96,
-                val_samples: 96,
+                train_samples: 64,
+                val_samples: 256,
                 test_samples: 512,
-                epochs: 60,
-                teacher_epochs: 60,
+                epochs: 80,
+                teacher_epochs: 80,
                 cls_train_samples: 12000,
                 cls_val_samples: 2000,
                 cls_test_samples: 10000,
