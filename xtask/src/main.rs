@@ -30,7 +30,8 @@ enum Command {
     Fuzz(fuzz::FuzzArgs),
     /// Download the default teachers (models/teachers.toml) into the hf-hub cache and verify them.
     FetchTeachers(fetch::FetchArgs),
-    /// Run the reproduction grid and write docs/results.md (quick profile: ~20 min on 2 cores).
+    /// Run the reproduction grid: quick (the pipeline, ~15 min on 2 cores, report beside its
+    /// runs), standard (the evidence, ~90 min, writes docs/results.md) or full (for a GPU).
     Reproduce(reproduce::ReproduceArgs),
     /// Render procedural scenes to PNGs (RGB, colourised depth, palette labels side by side).
     Render(render::RenderArgs),

@@ -6,7 +6,11 @@
 //! the chosen setting then runs with every seed and the table reports the test split. Every cell
 //! is a run folder keyed by its config hash, so an interrupted reproduction resumes.
 
+mod analysis;
 mod grid;
+mod pilot;
+mod provenance;
+mod regime;
 mod report;
 mod runs;
 
@@ -19,17 +23,19 @@ use crosskd_data::sources::fashion_mnist::FashionMnist;
 use crosskd_train::{RunSummary, Task};
 
 use grid::{Budget, Inputs, Knob, Profile, Variant};
+use provenance::Source;
 use runs::{run_cell, Provenance};
 
 /// Options of `cargo xtask reproduce`.
 #[derive(clap::Args)]
 pub struct ReproduceArgs {
-    /// `quick` (≈20 minutes on 2 cores) or `full` (hours).
+    /// `quick` (the pipeline, ≈15 minutes on 2 cores, not evidence), `standard` (the evidence,
+    /// ≈90 minutes on 2 cores) or `full` (for a GPU).
     #[arg(long, value_enum, default_value_t = Profile::Quick)]
     pub profile: Profile,
-    /// Seeds per cell (mean ± std over them).
-    #[arg(long, default_value_t = 3)]
-    pub seeds: u64,
+    /// Seeds per cell (default: the profile's: 3 quick, 10 standard and full).
+    #[arg(long)]
+    pub seeds: Option<u64>,
     /// Tasks, comma-separated: depth, seg, translation, cls.
     #[arg(
         long,
@@ -40,9 +46,14 @@ pub struct ReproduceArgs {
     /// Folder of the run folders (one per cell, named by config hash).
     #[arg(long, default_value = "runs/reproduce")]
     pub out: PathBuf,
-    /// Where the results document goes.
-    #[arg(long, default_value = "docs/results.md")]
-    pub results: PathBuf,
+    /// Where the results document goes (default: `OUT/results.md` for quick, docs/results.md
+    /// for standard and full; only those two may write docs/results.md).
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Run the pilot only (standard and full): print the estimated time and predicted interval
+    /// half-widths, then stop.
+    #[arg(long)]
+    pub pilot_only: bool,
     /// MobileNetV2 ImageNet weights in safetensors (`crosskd import-weights`); the pretrained
     /// rows run only when this file exists.
     #[arg(long, default_value = "models/weights/mobilenet_v2.safetensors")]
@@ -94,6 +105,10 @@ struct Progress {
     cell_seconds: f64,
     /// Run folders already counted (a teacher serves two tasks).
     counted: std::collections::HashSet<PathBuf>,
+    /// Cells retrained because they came from other code.
+    retrained: Vec<String>,
+    /// The code this invocation runs.
+    source: Option<Source>,
 }
 
 impl Progress {
@@ -104,11 +119,19 @@ impl Progress {
                 Provenance::Reused => self.reused += 1,
                 _ => self.trained += 1,
             }
+            if provenance == Provenance::Retrained {
+                let cell = summary
+                    .run_dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string());
+                self.retrained.extend(cell);
+            }
         }
         let how = match provenance {
             Provenance::Trained => format!("trained in {seconds:.1} s"),
             Provenance::Resumed => format!("resumed, {seconds:.1} s"),
             Provenance::Reused => "reused".to_string(),
+            Provenance::Retrained => format!("retrained (was from other code) in {seconds:.1} s"),
         };
         let metric = &summary.primary_metric;
         println!(
@@ -128,7 +151,67 @@ fn better(summary: &RunSummary, a: f64, b: f64) -> bool {
     }
 }
 
-/// Runs the grid of one task.
+/// Trains (or reuses) the in-house teacher for dense `task`; returns its summary.
+fn cross_task_teacher(
+    task: Task,
+    budget: &Budget,
+    inputs: &Inputs,
+    out: &Path,
+    progress: &mut Progress,
+) -> anyhow::Result<RunSummary> {
+    let teacher_task = grid::cross_task_teacher(task);
+    let config = grid::teacher_config(teacher_task, budget, inputs);
+    let source = progress.source.clone();
+    let (summary, provenance, secs) = run_cell(out, &config, source.as_ref())?;
+    progress.cell(
+        &format!("{} teacher (for {})", teacher_task.name(), task.name()),
+        &summary,
+        provenance,
+        secs,
+    );
+    Ok(summary)
+}
+
+/// Runs one cell of `task`'s grid and reports it.
+struct CellRunner<'a> {
+    task: Task,
+    budget: &'a Budget,
+    inputs: &'a Inputs,
+    out: &'a Path,
+    cross_teacher: Option<PathBuf>,
+}
+
+impl CellRunner<'_> {
+    fn run(
+        &self,
+        variant: &Variant,
+        knob: Knob,
+        seed: u64,
+        progress: &mut Progress,
+    ) -> anyhow::Result<RunSummary> {
+        let config = grid::cell_config(
+            self.task,
+            variant,
+            knob,
+            seed,
+            self.budget,
+            self.inputs,
+            self.cross_teacher.as_deref(),
+        )?;
+        let source = progress.source.clone();
+        let (summary, provenance, secs) = run_cell(self.out, &config, source.as_ref())?;
+        let what = format!(
+            "{} | {} | {} | seed {seed}",
+            self.task.name(),
+            variant.label(),
+            knob.describe()
+        );
+        progress.cell(&what, &summary, provenance, secs);
+        Ok(summary)
+    }
+}
+
+/// Runs the grid of one task; returns it and the in-house teacher's summary (dense tasks).
 fn reproduce_task(
     task: Task,
     budget: &Budget,
@@ -136,47 +219,25 @@ fn reproduce_task(
     inputs: &Inputs,
     out: &Path,
     progress: &mut Progress,
-) -> anyhow::Result<TaskResult> {
-    let cross_teacher = if task.is_dense() {
-        let teacher_task = grid::cross_task_teacher(task);
-        let config = grid::teacher_config(teacher_task, budget, inputs);
-        let (summary, provenance, secs) = run_cell(out, &config)?;
-        progress.cell(
-            &format!("{} teacher (for {})", teacher_task.name(), task.name()),
-            &summary,
-            provenance,
-            secs,
-        );
-        Some(summary.run_dir)
+) -> anyhow::Result<(TaskResult, Option<RunSummary>)> {
+    let teacher = if task.is_dense() {
+        Some(cross_task_teacher(task, budget, inputs, out, progress)?)
     } else {
         None
+    };
+    let runner = CellRunner {
+        task,
+        budget,
+        inputs,
+        out,
+        cross_teacher: teacher.as_ref().map(|t| t.run_dir.clone()),
     };
     let mut cells = Vec::new();
     for variant in grid::variants(task, inputs.pretrained_weights.is_some()) {
         let mut sweep = Vec::new();
         let mut chosen: Option<(Knob, f64, RunSummary)> = None;
-        let mut run = |knob: Knob, seed: u64| -> anyhow::Result<RunSummary> {
-            let config = grid::cell_config(
-                task,
-                &variant,
-                knob,
-                seed,
-                budget,
-                inputs,
-                cross_teacher.as_deref(),
-            )?;
-            let (summary, provenance, secs) = run_cell(out, &config)?;
-            let what = format!(
-                "{} | {} | {} | seed {seed}",
-                task.name(),
-                variant.label(),
-                knob.describe()
-            );
-            progress.cell(&what, &summary, provenance, secs);
-            Ok(summary)
-        };
         for knob in grid::candidates(&variant, budget) {
-            let summary = run(knob, 0)?;
+            let summary = runner.run(&variant, knob, 0, progress)?;
             let score = summary
                 .best
                 .map(|b| b.0)
@@ -193,7 +254,7 @@ fn reproduce_task(
         let (knob, _, first) = chosen.context("a variant without candidates")?;
         let mut summaries = vec![first];
         for seed in 1..seeds {
-            summaries.push(run(knob, seed)?);
+            summaries.push(runner.run(&variant, knob, seed, progress)?);
         }
         cells.push(Cell {
             variant,
@@ -202,16 +263,27 @@ fn reproduce_task(
             sweep,
         });
     }
-    Ok(TaskResult { task, cells })
+    Ok((TaskResult { task, cells }, teacher))
 }
 
-/// `cargo xtask reproduce`.
-pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
-    // candle's thread pool reads this once, before the first tensor op of the process.
-    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
-    if args.seeds == 0 {
-        bail!("--seeds must be at least 1");
+/// Where the document goes: quick beside its runs, the evidence profiles in docs/results.md.
+fn results_path(args: &ReproduceArgs) -> anyhow::Result<PathBuf> {
+    let evidence = Path::new("docs/results.md");
+    match &args.results {
+        Some(path) if !args.profile.is_evidence() && path.ends_with(evidence) => bail!(
+            "--results {}: only a standard or full reproduction writes docs/results.md; the quick \
+             profile is not evidence and writes its report beside its runs ({})",
+            path.display(),
+            args.out.join("results.md").display()
+        ),
+        Some(path) => Ok(path.clone()),
+        None if args.profile.is_evidence() => Ok(evidence.to_path_buf()),
+        None => Ok(args.out.join("results.md")),
     }
+}
+
+/// The tasks asked for, and notes on rows left out for missing inputs.
+fn tasks_and_inputs(args: &ReproduceArgs) -> anyhow::Result<(Vec<Task>, Inputs, Vec<String>)> {
     let mut tasks = Vec::new();
     for name in &args.tasks {
         let task = parse_task(name)?;
@@ -244,15 +316,58 @@ pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
             args.fashion_mnist.display()
         ));
     }
-    for note in &notes {
-        println!("note: {note}");
-    }
     let inputs = Inputs {
         threads: args.threads,
         pretrained_weights: pretrained,
         fashion_root: Some(args.fashion_mnist.clone()),
     };
+    Ok((tasks, inputs, notes))
+}
+
+/// The code identity of the checkout this runs in; None (with a note) outside git.
+fn current_source(notes: &mut Vec<String>) -> Option<Source> {
+    let root = std::process::Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    match root.map(|r| provenance::current(&r)) {
+        Some(Ok(source)) => Some(source),
+        Some(Err(e)) => {
+            notes.push(format!(
+                "Code identity unknown ({e:#}): cells on disk are reused unchecked."
+            ));
+            None
+        }
+        None => {
+            notes.push("Not a git checkout: cells on disk are reused without checking which code made them.".into());
+            None
+        }
+    }
+}
+
+/// `cargo xtask reproduce`.
+pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
+    // candle's thread pool reads this once, before the first tensor op of the process.
+    std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
     let budget = args.profile.budget();
+    let seeds = args.seeds.unwrap_or(budget.seeds);
+    if seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let results_path = results_path(args)?;
+    if args.pilot_only && !args.profile.has_pilot() {
+        bail!("--pilot-only is for the standard and full profiles");
+    }
+    let (tasks, inputs, mut notes) = tasks_and_inputs(args)?;
+    let source = current_source(&mut notes);
+    for note in &notes {
+        println!("note: {note}");
+    }
+    if let Some(source) = &source {
+        println!("code: {}", source.describe());
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let mut progress = Progress {
@@ -261,22 +376,38 @@ pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
         reused: 0,
         cell_seconds: 0.0,
         counted: Default::default(),
+        retrained: Vec::new(),
+        source,
     };
+    if args.profile.has_pilot() {
+        let mut predictions = Vec::new();
+        for &task in &tasks {
+            predictions.push(pilot::pilot_task(
+                task,
+                &budget,
+                seeds,
+                &inputs,
+                &args.out,
+                &mut progress,
+            )?);
+        }
+        pilot::print(&predictions, seeds);
+        if args.pilot_only {
+            return Ok(());
+        }
+    }
     let mut results = Vec::new();
+    let mut teachers = Vec::new();
     for task in tasks {
-        results.push(reproduce_task(
-            task,
-            &budget,
-            args.seeds,
-            &inputs,
-            &args.out,
-            &mut progress,
-        )?);
+        let (result, teacher) =
+            reproduce_task(task, &budget, seeds, &inputs, &args.out, &mut progress)?;
+        teachers.extend(teacher.map(|t| (task, t)));
+        results.push(result);
     }
     let wall = progress.started.elapsed().as_secs_f64();
     let tables: BTreeMap<&'static str, crosskd_train::compare::Table> = results
         .iter()
-        .map(|r| (r.task.name(), report::task_table(r, args.seeds)))
+        .map(|r| (r.task.name(), report::task_table(r, seeds)))
         .collect();
     let doc = report::Document {
         args,
@@ -288,6 +419,11 @@ pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
         trained: progress.trained,
         reused: progress.reused,
         cell_seconds: progress.cell_seconds,
+        path: &results_path,
+        source: progress.source.as_ref(),
+        retrained: &progress.retrained,
+        seeds,
+        teachers: &teachers,
     };
     let markdown = doc.write()?;
     println!("\n{markdown}");
@@ -296,7 +432,142 @@ pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
         progress.trained,
         progress.reused,
         wall / 60.0,
-        args.results.display()
+        results_path.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use crosskd_train::config::Direction;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReproduceArgs,
+    }
+
+    fn args(extra: &[&str]) -> ReproduceArgs {
+        let mut argv = vec!["reproduce"];
+        argv.extend_from_slice(extra);
+        Cli::parse_from(argv).args
+    }
+
+    #[test]
+    fn the_quick_profile_never_writes_the_evidence_document() {
+        let quick = args(&["--results", "docs/results.md"]);
+        let message = format!("{:#}", results_path(&quick).unwrap_err());
+        assert!(
+            message.contains("only a standard or full reproduction"),
+            "{message}"
+        );
+        assert_eq!(
+            results_path(&args(&[])).unwrap(),
+            PathBuf::from("runs/reproduce/results.md")
+        );
+        assert_eq!(
+            results_path(&args(&["--profile", "standard"])).unwrap(),
+            PathBuf::from("docs/results.md")
+        );
+    }
+
+    /// The whole command on a toy budget: pilot, grid, paired report, regime curves.
+    #[test]
+    fn a_smoke_reproduction_writes_a_paired_report_beside_its_runs() -> anyhow::Result<()> {
+        let out = tempfile::tempdir()?;
+        let out_arg = out.path().to_string_lossy().to_string();
+        let a = args(&[
+            "--profile",
+            "smoke",
+            "--tasks",
+            "depth",
+            "--threads",
+            "1",
+            "--out",
+            &out_arg,
+            "--pretrained-weights",
+            "/nonexistent",
+            "--fashion-mnist",
+            "/nonexistent",
+        ]);
+        run(&a)?;
+        let report = std::fs::read_to_string(out.path().join("results.md"))?;
+        for expected in [
+            "**Not evidence.**",
+            "## Regime of the baseline",
+            "paired differences in test abs_rel",
+            "random teacher, inverted − no KD",
+            "cross-task teacher: inverted − standard",
+            "Power: the widest 95% half-width",
+            "teacher for depth: test miou",
+        ] {
+            assert!(
+                report.contains(expected),
+                "missing `{expected}` in:\n{report}"
+            );
+        }
+        assert!(out.path().join("img/results-baseline-curves.png").exists());
+        // Every trained cell records the code it ran at.
+        let runs: Vec<_> = std::fs::read_dir(out.path().join("runs"))?.collect::<Result<_, _>>()?;
+        assert!(!runs.is_empty());
+        for run in runs {
+            assert!(
+                run.path().join(provenance::CELL_FILE).exists(),
+                "{}",
+                run.path().display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Seed `s` must give the student the same initial weights, data order and flips in every
+    /// variant, or the paired analysis pairs unrelated runs. With a learning rate that rounds to 0
+    /// in f32 (validation wants one > 0) the student never learns, so its test metrics
+    /// (batch-norm statistics included, which follow the batches and flips) are equal across
+    /// variants exactly when those streams are.
+    #[test]
+    fn a_teacher_or_regulariser_does_not_shift_the_students_streams() -> anyhow::Result<()> {
+        let budget = Profile::Smoke.budget();
+        let inputs = Inputs {
+            threads: 1,
+            pretrained_weights: None,
+            fashion_root: None,
+        };
+        let frozen =
+            |variant: Variant, knob: Knob, seed: u64| -> anyhow::Result<Vec<(String, f64)>> {
+                let mut config =
+                    grid::cell_config(Task::Depth, &variant, knob, seed, &budget, &inputs, None)?;
+                config.optimiser.lr = 1e-300;
+                config.schedule.warmup_steps = 0;
+                config.data.augment = true;
+                let out = tempfile::tempdir()?;
+                let (summary, _, _) = run_cell(out.path(), &config, None)?;
+                Ok(summary.test.into_iter().collect())
+            };
+        let alpha = Knob::Alpha(1.0);
+        let baseline = frozen(Variant::NO_KD, Knob::WeightDecay(grid::WEIGHT_DECAY), 3)?;
+        let distilled = frozen(
+            Variant::with_teacher(grid::TeacherKind::Random, Direction::Inverted),
+            alpha,
+            3,
+        )?;
+        let regularised = frozen(
+            Variant::TEACHER_FREE,
+            Knob::Regulariser {
+                lambda: 0.1,
+                rank: 4,
+            },
+            3,
+        )?;
+        assert_eq!(distilled, baseline);
+        assert_eq!(regularised, baseline);
+        // The check can fail: another seed is another student.
+        assert_ne!(
+            frozen(Variant::NO_KD, Knob::WeightDecay(grid::WEIGHT_DECAY), 4)?,
+            baseline
+        );
+        Ok(())
+    }
 }

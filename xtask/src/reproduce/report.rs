@@ -7,10 +7,17 @@ use anyhow::Context;
 use crosskd_train::plots::{plot_panels, Panel};
 use crosskd_train::{RunSummary, Task};
 
-use super::grid::{self, Budget, Inputs, Profile, TeacherKind, Variant};
-use super::{Cell, ReproduceArgs, TaskResult};
-use crosskd_train::compare::{mean_std, secondary_metrics, verdict, Row, Table, Verdict};
+use super::analysis;
+use super::grid::{self, Budget, Inputs, TeacherKind, Variant};
+use super::provenance::Source;
+use super::regime::{self, RegimeCheck, OVERFIT_RATIO, PLATEAU_TOLERANCE};
+use super::{ReproduceArgs, TaskResult};
+use crosskd_train::compare::{secondary_metrics, Row, Table};
 use crosskd_train::config::Direction;
+
+/// The target half-width of every paired interval on the primary metric, relative to the
+/// no-KD mean (the reproduction issue's power requirement).
+pub const HALF_WIDTH_TARGET: f64 = 0.02;
 
 /// Secondary metrics shown next to the primary one: `(key, higher is better)`.
 fn caption(task: Task, seeds: u64) -> String {
@@ -85,120 +92,8 @@ pub fn task_table(result: &TaskResult, seeds: u64) -> Table {
     }
 }
 
-fn find(result: &TaskResult, variant: Variant) -> Option<&Cell> {
-    result.cells.iter().find(|c| c.variant == variant)
-}
-
 fn distilled(teacher: TeacherKind, direction: Direction) -> Variant {
     Variant::with_teacher(teacher, direction)
-}
-
-fn primaries(cell: &Cell) -> Vec<f64> {
-    cell.summaries
-        .iter()
-        .map(|s| metric(s, &s.primary_metric))
-        .collect()
-}
-
-fn student_rank(cell: &Cell) -> Vec<f64> {
-    cell.summaries
-        .iter()
-        .map(|s| effective_rank(&s.student_singular_values))
-        .collect()
-}
-
-fn verdict_words(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Better => "**yes** (better beyond the seed spread)",
-        Verdict::Worse => "**no** (worse beyond the seed spread)",
-        Verdict::WithinSpread => "**not shown** (difference within the seed spread)",
-    }
-}
-
-/// One line per headline claim and task, computed from the cells.
-fn claims(results: &[TaskResult]) -> Vec<String> {
-    let mut out = Vec::new();
-    let higher = |r: &TaskResult| {
-        r.cells
-            .first()
-            .and_then(|c| c.summaries.first())
-            .map(|s| s.primary_higher_is_better)
-            .unwrap_or(true)
-    };
-    out.push("1. *Cross-task teacher: the inverted projector beats the standard one.*".to_string());
-    for r in results.iter().filter(|r| r.task.is_dense()) {
-        if let (Some(inv), Some(std)) = (
-            find(r, distilled(TeacherKind::CrossTask, Direction::Inverted)),
-            find(r, distilled(TeacherKind::CrossTask, Direction::Standard)),
-        ) {
-            out.push(format!(
-                "   - {}: {}",
-                r.task.name(),
-                verdict_words(verdict(&primaries(inv), &primaries(std), higher(r)))
-            ));
-        }
-    }
-    out.push("2. *Random teacher + inverted projector beats no distillation.*".to_string());
-    for r in results {
-        if let (Some(inv), Some(base)) = (
-            find(r, distilled(TeacherKind::Random, Direction::Inverted)),
-            r.cells.first(),
-        ) {
-            out.push(format!(
-                "   - {}: {}",
-                r.task.name(),
-                verdict_words(verdict(&primaries(inv), &primaries(base), higher(r)))
-            ));
-        }
-    }
-    out.push(
-        "3. *The inverted projector is low-rank; the student's feature spectrum is shrunk.* \
-         (effective rank `exp(H(σ/Σσ))`, mean over seeds)"
-            .to_string(),
-    );
-    for r in results {
-        for kind in [
-            TeacherKind::Random,
-            TeacherKind::CrossTask,
-            TeacherKind::Pretrained,
-        ] {
-            let family = kind.name();
-            if let (Some(inv), Some(std)) = (
-                find(r, distilled(kind, Direction::Inverted)),
-                find(r, distilled(kind, Direction::Standard)),
-            ) {
-                let rank = |c: &Cell| {
-                    mean_std(
-                        &c.summaries
-                            .iter()
-                            .map(|s| s.projector_effective_rank)
-                            .collect::<Vec<_>>(),
-                    )
-                    .0
-                };
-                let (ri, rs) = (rank(inv), rank(std));
-                out.push(format!(
-                    "   - {} / {family}: projector effective rank {ri:.1} (inverted) vs {rs:.1} (standard): {}; \
-                     student feature effective rank {:.1} (inverted) vs {:.1} (no KD)",
-                    r.task.name(),
-                    if ri < rs { "**lower**" } else { "**not lower**" },
-                    mean_std(&student_rank(inv)).0,
-                    r.cells.first().map(|c| mean_std(&student_rank(c)).0).unwrap_or(f64::NAN),
-                ));
-            }
-        }
-    }
-    out.push("4. *The teacher-free regulariser improves the student with no teacher.*".to_string());
-    for r in results {
-        if let (Some(tf), Some(base)) = (find(r, Variant::TEACHER_FREE), r.cells.first()) {
-            out.push(format!(
-                "   - {}: {}",
-                r.task.name(),
-                verdict_words(verdict(&primaries(tf), &primaries(base), higher(r)))
-            ));
-        }
-    }
-    out
 }
 
 fn spectrum_points(values: &[f64]) -> Vec<(f64, f64)> {
@@ -233,6 +128,16 @@ pub struct Document<'a> {
     pub reused: usize,
     /// Training time of all cells, summed over the invocations that trained them.
     pub cell_seconds: f64,
+    /// Where the document goes.
+    pub path: &'a std::path::Path,
+    /// The code it ran at (None outside a git checkout).
+    pub source: Option<&'a Source>,
+    /// Cells retrained because they came from other code (moved to `stale/`).
+    pub retrained: &'a [String],
+    /// Seeds per cell.
+    pub seeds: u64,
+    /// In-house cross-task teachers: `(task it teaches, its summary)`.
+    pub teachers: &'a [(Task, RunSummary)],
 }
 
 impl Document<'_> {
@@ -319,23 +224,101 @@ impl Document<'_> {
         }
     }
 
-    /// Writes the document (and its plots next to it, under `img/`); returns the markdown.
-    pub fn write(&self) -> anyhow::Result<String> {
-        let path = &self.args.results;
-        let dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-        let images = self.plots(&dir.join("img"))?;
-        let profile = match self.args.profile {
-            Profile::Quick => "quick",
-            Profile::Full => "full",
-        };
-        let tasks = self.args.tasks.join(",");
+    /// Baseline regime checks per task, with the curves of seed 0 plotted.
+    fn regime_section(&self, image_dir: &std::path::Path) -> anyhow::Result<String> {
+        let mut md = format!(
+            "## Regime of the baseline
+
+The claims concern students trained to convergence on few labelled \
+             images, where they overfit. Checked on every no-KD seed: *plateau* = the best validation score of \
+             the last 20% of epochs is within {:.0}% of the overall best; *overfits* = the last logged training \
+             task loss (train mode, augmented batches) is at most {OVERFIT_RATIO}× the last validation task loss.\n\n\
+             | task | plateau (seeds) | median gap to best | overfits (seeds) | median train/val loss |\n|---|---|---|---|---|\n",
+            100.0 * PLATEAU_TOLERANCE
+        );
+        let mut panels = Vec::new();
+        for r in self.results {
+            let Some(base) = r.cells.first() else {
+                continue;
+            };
+            let checks: Vec<RegimeCheck> = regime::check_runs(&base.summaries)
+                .into_iter()
+                .flatten()
+                .collect();
+            let n = base.summaries.len();
+            let median = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+            };
+            md.push_str(&format!(
+                "| {} | {}/{n} | {:.2}% | {}/{n} | {:.2} |\n",
+                r.task.name(),
+                checks.iter().filter(|c| c.plateaued()).count(),
+                100.0 * median(checks.iter().map(|c| c.plateau_gap).collect()),
+                checks.iter().filter(|c| c.overfits()).count(),
+                median(checks.iter().map(|c| c.train_val_ratio).collect()),
+            ));
+            if let Some(first) = base.summaries.first() {
+                if let Ok(curves) = regime::read_curves(&first.run_dir, &first.primary_metric) {
+                    panels.push(crosskd_train::plots::Panel {
+                        title: format!("{}: no KD, seed 0, task loss", r.task.name()),
+                        x_label: "epoch".to_string(),
+                        series: vec![
+                            ("train".to_string(), curves.train_loss.clone()),
+                            ("validation".to_string(), curves.val_loss.clone()),
+                        ],
+                        log_y: true,
+                    });
+                    panels.push(crosskd_train::plots::Panel {
+                        title: format!("{}: validation {}", r.task.name(), first.primary_metric),
+                        x_label: "epoch".to_string(),
+                        series: vec![("no KD".to_string(), curves.val_primary.clone())],
+                        log_y: false,
+                    });
+                }
+            }
+        }
+        if !panels.is_empty() {
+            plot_panels(
+                &image_dir.join("results-baseline-curves.png"),
+                &panels,
+                (320, 260),
+            )?;
+            md.push_str("\n![baseline curves](img/results-baseline-curves.png)\n");
+        }
+        if !self.teachers.is_empty() {
+            md.push_str("\nIn-house cross-task teachers (their own test metric):\n\n");
+            for (teaches, s) in self.teachers {
+                md.push_str(&format!(
+                    "- teacher for {}: test {} {:.4} after {} steps\n",
+                    teaches.name(),
+                    s.primary_metric,
+                    s.test.get(&s.primary_metric).copied().unwrap_or(f64::NAN),
+                    s.steps
+                ));
+            }
+        }
+        md.push('\n');
+        Ok(md)
+    }
+
+    fn header(&self) -> String {
+        let profile = self.args.profile.name();
+        let command: Vec<String> = std::env::args().skip(1).collect();
         let mut md = String::from("# Reproduction results\n\n");
+        if !self.args.profile.is_evidence() {
+            md.push_str(
+                "> **Not evidence.** This profile runs the pipeline end to end on a budget far too small \
+                 to decide the paper's claims; see `cargo xtask reproduce --profile standard` for that.\n\n",
+            );
+        }
         md.push_str(&format!(
-            "Produced by `cargo xtask reproduce --profile {profile} --seeds {} --tasks {tasks} --threads {}` \
-             on {}, {}. {} cells; training them took {:.1} min in all ({} trained by this invocation, {} reused \
-             from earlier ones; this invocation took {:.1} min).\n\n",
-            self.args.seeds,
-            self.args.threads,
+            "Produced by `cargo xtask {}` ({profile} profile, {} seeds) at commit {} on {}, {}. {} cells; \
+             training them took {:.1} min in all ({} trained by this invocation, {} reused from earlier ones; \
+             this invocation took {:.1} min).\n\n",
+            command.join(" "),
+            self.seeds,
+            self.source.map(|s| s.describe()).unwrap_or_else(|| "unknown (not a git checkout)".into()),
             crate::bench::report::machine_description(self.args.threads),
             today(),
             self.trained + self.reused,
@@ -344,6 +327,23 @@ impl Document<'_> {
             self.reused,
             self.wall_seconds / 60.0
         ));
+        if !self.retrained.is_empty() {
+            md.push_str(&format!(
+                "{} cells found on disk came from other code and were retrained (old folders kept under \
+                 `stale/`): {}.\n\n",
+                self.retrained.len(),
+                self.retrained
+                    .iter()
+                    .map(|cell| format!("`{cell}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        md
+    }
+
+    fn setup(&self) -> String {
+        let profile = self.args.profile.name();
         let b = self.budget;
         let inputs = Inputs {
             threads: self.args.threads,
@@ -357,19 +357,22 @@ impl Document<'_> {
                 .and_then(|a| serde_json::to_string(a).ok())
                 .unwrap_or_default()
         };
-        md.push_str(&format!(
+        let mut md = format!(
             "Setup ({profile} profile). Dense tasks: {s}×{s} rendered scenes, {} training / {} validation / {} test \
              images, student `{}` (tap `bottleneck`), {} epochs, batch {}, {:?} lr {}, {:?} schedule. Teachers: a \
              frozen random `{}`; the same architecture trained by this command for {} epochs on a *different* task \
              (segmentation teaches depth and translation, depth teaches segmentation). Distillation: FitNets-style \
              MSE between the student's bottleneck and the teacher's default tap through a 1×1 projector in either \
              direction (the teacher map is bilinearly resized to the student's when sizes differ). Teacher-free: the \
-             tail spectral regulariser. Classification: the first {} Fashion-MNIST training images ({} of them held \
-             out for validation), {} test images, student `{}`, {} epochs, batch {}.\n\n\
-             Sweep, the same budget for every variant, scored on the validation split at seed 0: α ∈ {:?} for \
-             distillation rows, (λ, k) ∈ {:?} for the regulariser. The chosen value is in the `chosen` column; all \
-             seeds then run with it. A difference counts as *better*/*worse* only when it exceeds the sum of the two \
-             rows' standard deviations; otherwise the table says *within spread*.\n\n",
+             tail spectral regulariser. Classification: Fashion-MNIST, {} training images ({} more held out for \
+             validation), {} test images, student `{}`, {} epochs, batch {}.\n\n\
+             Sweep, the same number of candidates for every variant, scored on the validation split at seed 0: \
+             weight decay ∈ {:?} for the no-KD baseline, α ∈ {:?} for distillation rows, (λ, k) ∈ {:?} for the \
+             regulariser. The chosen value is in the `chosen` column; all seeds then run with it. Seed `s` fixes the \
+             student's initial weights, data order and flips in every variant, so comparisons are paired: the \
+             verdicts below are *better*/*worse* only when the 95% Student-t interval of the per-seed difference \
+             excludes 0, else *undecided*. (The tables' `vs no KD` column is the older unpaired check: beyond the \
+             sum of the two rows' standard deviations.)\n\n",
             b.train_samples,
             b.val_samples,
             b.test_samples,
@@ -387,60 +390,64 @@ impl Document<'_> {
             arch(&cls),
             b.cls_epochs,
             cls.train.batch_size,
+            b.baseline_weight_decays,
             b.alphas,
             b.regulariser,
             s = b.image_size,
-        ));
+        );
         if let Some(tap) = self.pretrained_tap() {
             md.push_str(&format!(
                 "Pretrained rows: torchvision's ImageNet MobileNetV2 (`{}`, imported with `crosskd import-weights`), \
                  ImageNet input normalisation, tap `{tap}` (its last spatial tap, the trainer's default). They run \
-                 only when that file exists and are extra to the quick profile's ~20-minute budget (a fresh clone has \
-                 no weights and skips them).\n\n",
+                 only when that file exists (a fresh clone has no weights and skips them).\n\n",
                 self.args.pretrained_weights.display()
             ));
         }
         for note in self.notes {
             md.push_str(&format!("> {note}\n\n"));
         }
+        md
+    }
+
+    fn power(&self) -> String {
+        let worst = analysis::worst_relative_half_width(self.results);
+        format!(
+            "Power: the widest 95% half-width of a paired difference on a primary metric is {:.2}% of the \
+             no-KD mean (target ≤ {:.0}%): {}.\n\n",
+            100.0 * worst,
+            100.0 * HALF_WIDTH_TARGET,
+            if worst <= HALF_WIDTH_TARGET {
+                "**met**"
+            } else {
+                "**not met** — the intervals marked *over target* are too wide to resolve effects of that size"
+            }
+        )
+    }
+
+    /// Writes the document (and its plots next to it, under `img/`); returns the markdown.
+    pub fn write(&self) -> anyhow::Result<String> {
+        let dir = self
+            .path
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        let image_dir = dir.join("img");
+        let images = self.plots(&image_dir)?;
+        let mut md = self.header();
+        md.push_str(&self.setup());
+        md.push_str(&self.regime_section(&image_dir)?);
         md.push_str("## Tables\n\n");
         for r in self.results {
             if let Some(t) = self.tables.get(r.task.name()) {
                 md.push_str(&t.to_markdown());
                 md.push('\n');
-                for line in t.projector_comparisons() {
-                    md.push_str(&format!("- {line}\n"));
-                }
+                md.push_str(&analysis::paired_table(r, HALF_WIDTH_TARGET));
                 md.push('\n');
             }
         }
         md.push_str("## Headline claims, as measured here\n\n");
-        let (beyond, total) = self.tables.values().fold((0, 0), |(b, t), table| {
-            let base = table
-                .rows
-                .first()
-                .map(|r| r.primary.clone())
-                .unwrap_or_default();
-            let rows = &table.rows[1.min(table.rows.len())..];
-            let b2 = rows
-                .iter()
-                .filter(|r| {
-                    verdict(&r.primary, &base, table.higher_is_better) != Verdict::WithinSpread
-                })
-                .count();
-            (b + b2, t + rows.len())
-        });
-        md.push_str(&format!(
-            "{beyond} of the {total} differences against no distillation exceed the seed spread{}\n\n",
-            if beyond == 0 {
-                ": at this budget the grid does **not** separate the variants from the baseline, so none of \
-                 the paper's accuracy claims is reproduced or refuted here. The spectral claim (3) is measured \
-                 directly and is reported as found."
-            } else {
-                "; only those rows support a conclusion."
-            }
-        ));
-        for line in claims(self.results) {
+        md.push_str(&self.power());
+        for line in analysis::claims(self.results) {
             md.push_str(&line);
             md.push('\n');
         }
@@ -463,7 +470,12 @@ impl Document<'_> {
                 md.push_str(&format!("![{img}]({img})\n\n"));
             }
         }
-        std::fs::write(path, &md).with_context(|| format!("writing {}", path.display()))?;
+        if let Some(parent) = self.path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(self.path, &md)
+            .with_context(|| format!("writing {}", self.path.display()))?;
         Ok(md)
     }
 }
