@@ -541,7 +541,7 @@ mod tests {
                     grid::cell_config(Task::Depth, &variant, knob, seed, &budget, &inputs, None)?;
                 config.optimiser.lr = 1e-300;
                 config.schedule.warmup_steps = 0;
-                config.data.augment = true;
+                config.data.augment = crosskd_train::config::Augment::Switch(true);
                 let out = tempfile::tempdir()?;
                 let (summary, _, _) = run_cell(out.path(), &config, None)?;
                 Ok(summary.test.into_iter().collect())
