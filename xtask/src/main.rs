@@ -29,7 +29,7 @@ enum Command {
     /// Fuzz every parser of outside input (IDX, PNG, .pth, safetensors, TOML, JSON lines).
     Fuzz(fuzz::FuzzArgs),
     /// Download the default teachers (models/teachers.toml) into the hf-hub cache and verify them.
-    FetchTeachers(fetch::FetchArgs),
+    FetchTeachers(crosskd_train::cli::FetchTeachersArgs),
     /// Run the reproduction grid and write docs/results.md (quick profile: ~20 min on 2 cores).
     Reproduce(reproduce::ReproduceArgs),
     /// Render procedural scenes to PNGs (RGB, colourised depth, palette labels side by side).
