@@ -105,7 +105,7 @@ impl HubFile {
             )
         } else {
             format!(
-                "download {} and put it at {} with the word COMMIT (any folder name) written into {}, or copy a cache filled by `crosskd fetch-teachers` or `huggingface-cli download {} {}` on a connected machine",
+                "download {} and put it at {} and write COMMIT (the commit hash, or any folder name) into {}, or copy a cache filled by `crosskd fetch-teachers` or `huggingface-cli download {} {}` on a connected machine",
                 self.url(),
                 repo.join("snapshots/COMMIT").join(&self.file).display(),
                 repo.join("refs").join(&self.revision).display(),
