@@ -314,100 +314,91 @@ impl TeacherConfig {
         else {
             return Ok(());
         };
-        let given: Vec<&str> = [
+        let bad =
+            |key: &str, message: String| TrainError::config(format!("teacher.{key}"), message);
+        let source = self.pretrained_source_key()?;
+        if hub.is_none() {
+            let hub_only = [
+                ("file", file.is_some()),
+                ("revision", revision.is_some()),
+                ("sha256", sha256.is_some()),
+            ];
+            if let Some((key, _)) = hub_only.iter().find(|(_, set)| *set) {
+                return Err(bad(
+                    key,
+                    format!("only used with `teacher.hub`; found it with `teacher.{source}`"),
+                ));
+            }
+        }
+        if let Some(entry) = name {
+            let from_list = [
+                ("architecture", architecture.is_some()),
+                ("naming", !naming.is_auto()),
+            ];
+            if let Some((key, _)) = from_list.iter().find(|(_, set)| *set) {
+                return Err(bad(
+                    key,
+                    format!("comes from the teacher list entry {entry:?}; remove it"),
+                ));
+            }
+            let list = crate::teachers::Catalogue::builtin()?;
+            return list.get(entry).map(|_| ()).map_err(|m| bad("name", m));
+        }
+        if architecture.is_none() {
+            let message = "expected an architecture table such as `{ arch = \"resnet\", depth = 18 }`, found none";
+            return Err(bad("architecture", message.into()));
+        }
+        if weights.as_ref().is_some_and(|w| w.as_os_str().is_empty()) {
+            return Err(bad(
+                "weights",
+                "expected a safetensors file, found \"\"".into(),
+            ));
+        }
+        match hub {
+            Some(repo) => check_hub_keys(
+                repo,
+                file.as_deref(),
+                revision.as_deref(),
+                sha256.as_deref(),
+            )
+            .map_err(|(key, message)| bad(key, message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Which of `weights`, `hub` and `name` a `pretrained` teacher gives: exactly one.
+    fn pretrained_source_key(&self) -> Result<&'static str> {
+        let TeacherConfig::Pretrained {
+            weights, hub, name, ..
+        } = self
+        else {
+            return Err(TrainError::config(
+                "teacher",
+                "expected a pretrained teacher",
+            ));
+        };
+        let given: Vec<&'static str> = [
             ("weights", weights.is_some()),
             ("hub", hub.is_some()),
             ("name", name.is_some()),
         ]
-        .iter()
-        .filter(|(_, set)| *set)
-        .map(|(key, _)| *key)
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
         .collect();
         match given.as_slice() {
-            [] => {
-                return Err(TrainError::config(
-                    "teacher",
-                    format!("expected one of {PRETRAINED_SOURCES}, found none"),
-                ))
-            }
-            [_] => {}
-            [_, second, ..] => {
-                return Err(TrainError::config(
-                    format!("teacher.{second}"),
-                    format!(
-                        "expected exactly one of {PRETRAINED_SOURCES}, found {}",
-                        given.join(" and ")
-                    ),
-                ))
-            }
+            [only] => Ok(only),
+            [] => Err(TrainError::config(
+                "teacher",
+                format!("expected one of {PRETRAINED_SOURCES}, found none"),
+            )),
+            [_, second, ..] => Err(TrainError::config(
+                format!("teacher.{second}"),
+                format!(
+                    "expected exactly one of {PRETRAINED_SOURCES}, found {}",
+                    given.join(" and ")
+                ),
+            )),
         }
-        let bad =
-            |key: &str, message: String| Err(TrainError::config(format!("teacher.{key}"), message));
-        if hub.is_none() {
-            for (key, set) in [
-                ("file", file.is_some()),
-                ("revision", revision.is_some()),
-                ("sha256", sha256.is_some()),
-            ] {
-                if set {
-                    return bad(
-                        key,
-                        format!(
-                            "only used with `teacher.hub`; found it with `teacher.{}`",
-                            given[0]
-                        ),
-                    );
-                }
-            }
-        }
-        if let Some(entry) = name {
-            for (key, set) in [
-                ("architecture", architecture.is_some()),
-                ("naming", !naming.is_auto()),
-            ] {
-                if set {
-                    return bad(
-                        key,
-                        format!("comes from the teacher list entry {entry:?}; remove it"),
-                    );
-                }
-            }
-            return crate::teachers::Catalogue::builtin()?
-                .get(entry)
-                .map(|_| ())
-                .or_else(|m| bad("name", m));
-        }
-        if architecture.is_none() {
-            return bad(
-                "architecture",
-                "expected an architecture table such as `{ arch = \"resnet\", depth = 18 }`, found none".into(),
-            );
-        }
-        if let Some(w) = weights {
-            if w.as_os_str().is_empty() {
-                return bad("weights", "expected a safetensors file, found \"\"".into());
-            }
-        }
-        if let Some(repo) = hub {
-            use crate::teachers::hub::{check_relative, check_repo_id, check_sha256};
-            check_repo_id(repo).or_else(|m| bad("hub", m))?;
-            match file {
-                Some(f) => check_relative("a file in the repository", f).or_else(|m| bad("file", m))?,
-                None => {
-                    return bad(
-                        "file",
-                        "expected the weights file in `teacher.hub`'s repository, e.g. \"model.safetensors\", found none".into(),
-                    )
-                }
-            }
-            if let Some(r) = revision {
-                check_relative("a branch, tag or commit", r).or_else(|m| bad("revision", m))?;
-            }
-            if let Some(h) = sha256 {
-                check_sha256(h).or_else(|m| bad("sha256", m))?;
-            }
-        }
-        Ok(())
     }
 
     /// Replaces a `pretrained` teacher's `name` by its list entry's `hub`, `file`, `revision`,
@@ -464,6 +455,30 @@ impl TeacherConfig {
             _ => None,
         }
     }
+}
+
+/// The keys of a hub teacher: a repository id, a relative file path, a revision that cannot
+/// leave the cache folder, a 64-digit SHA-256. Errors are `(key, message)`.
+fn check_hub_keys(
+    repo: &str,
+    file: Option<&str>,
+    revision: Option<&str>,
+    sha256: Option<&str>,
+) -> std::result::Result<(), (&'static str, String)> {
+    use crate::teachers::hub::{check_relative, check_repo_id, check_sha256};
+    check_repo_id(repo).map_err(|m| ("hub", m))?;
+    let file = file.ok_or_else(|| {
+        let m = "expected the weights file in `teacher.hub`'s repository, e.g. \"model.safetensors\", found none";
+        ("file", m.to_string())
+    })?;
+    check_relative("a file in the repository", file).map_err(|m| ("file", m))?;
+    if let Some(r) = revision {
+        check_relative("a branch, tag or commit", r).map_err(|m| ("revision", m))?;
+    }
+    if let Some(h) = sha256 {
+        check_sha256(h).map_err(|m| ("sha256", m))?;
+    }
+    Ok(())
 }
 
 fn imagenet_normalization() -> NormalizationChoice {
