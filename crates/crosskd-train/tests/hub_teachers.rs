@@ -205,6 +205,55 @@ fn an_uncached_hub_file_offline_is_one_line_saying_what_to_download_and_where() 
 }
 
 #[test]
+fn an_unreachable_hub_is_one_line_saying_what_to_download_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("hf");
+    let config = dir.path().join("online.toml");
+    std::fs::write(&config, config_text(HUB_TEACHER)).unwrap();
+    // Downloads allowed, but the hub is a closed local port: what a machine without internet sees.
+    let out = Command::new(env!("CARGO_BIN_EXE_crosskd"))
+        .args([
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--no-progress",
+        ])
+        .args(["--out", dir.path().join("run").to_str().unwrap()])
+        .env("HF_HOME", &home)
+        .env("HF_ENDPOINT", "http://127.0.0.1:1")
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_HUB_CACHE")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    // The unpinned download is announced; the failure is the one error line.
+    assert!(err.contains("unpinned"), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("Error")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(
+        err.trim_end().ends_with(errors[0]),
+        "more after the error line: {err}"
+    );
+    let cache = home.join("hub/models--someone--mnv2-test");
+    for want in [
+        "teacher.hub: could not download someone/mnv2-test/model.safetensors@main".to_string(),
+        "http://127.0.0.1:1/someone/mnv2-test/resolve/main/model.safetensors".to_string(),
+        cache
+            .join("snapshots/COMMIT/model.safetensors")
+            .display()
+            .to_string(),
+    ] {
+        assert!(
+            errors[0].contains(&want),
+            "{want} missing from: {}",
+            errors[0]
+        );
+    }
+}
+
+#[test]
 fn list_and_fetch_teachers_report_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let weights = dir.path().join("weights.safetensors");

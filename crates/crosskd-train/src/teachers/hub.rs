@@ -4,8 +4,9 @@
 //! `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`, laid out as
 //! `models--ORG--NAME/refs/REVISION` (a file holding a commit hash),
 //! `models--ORG--NAME/snapshots/COMMIT/FILE` and `models--ORG--NAME/blobs/`. A file found there
-//! is used without touching the network; otherwise it is downloaded with hf-hub, unless
-//! `HF_HUB_OFFLINE` is set, and a failure says in one line what to download and where to put it.
+//! is used without touching the network; otherwise it is downloaded with hf-hub (from
+//! `$HF_ENDPOINT` when set), unless `HF_HUB_OFFLINE` is set, and a failure says in one line what
+//! to download and where to put it.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -86,11 +87,14 @@ impl HubFile {
         cache.join(format!("models--{}", self.repo.replace('/', "--")))
     }
 
-    /// The download URL on huggingface.co.
+    /// The download URL (on [`endpoint`]).
     pub fn url(&self) -> String {
         format!(
-            "https://huggingface.co/{}/resolve/{}/{}",
-            self.repo, self.revision, self.file
+            "{}/{}/resolve/{}/{}",
+            endpoint(),
+            self.repo,
+            self.revision,
+            self.file
         )
     }
 
@@ -114,6 +118,15 @@ impl HubFile {
             )
         }
     }
+}
+
+/// The hub's address: `$HF_ENDPOINT` (a mirror), else `https://huggingface.co`.
+pub fn endpoint() -> String {
+    std::env::var("HF_ENDPOINT")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| e.trim().trim_end_matches('/').to_string())
+        .unwrap_or_else(|| "https://huggingface.co".to_string())
 }
 
 /// Whether `revision` is a full commit hash (40 hex digits), which names a snapshot directly.
@@ -209,6 +222,7 @@ pub fn download(cache: &Path, file: &HubFile) -> Result<PathBuf, HubError> {
     };
     let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))
         .with_progress(true)
+        .with_endpoint(endpoint())
         .build()
         .map_err(|e| unreachable(e.to_string()))?;
     let repo = hf_hub::Repo::with_revision(
