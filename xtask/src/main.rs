@@ -29,7 +29,7 @@ enum Command {
     /// Fuzz every parser of outside input (IDX, PNG, .pth, safetensors, TOML, JSON lines).
     Fuzz(fuzz::FuzzArgs),
     /// Download the default teachers (models/teachers.toml) into the hf-hub cache and verify them.
-    FetchTeachers(fetch::FetchArgs),
+    FetchTeachers(crosskd_train::cli::FetchTeachersArgs),
     /// Run the reproduction grid: quick (the pipeline, ~15 min on 2 cores, report beside its
     /// runs), standard (the evidence, ~90 min, writes docs/results.md) or full (for a GPU).
     Reproduce(reproduce::ReproduceArgs),

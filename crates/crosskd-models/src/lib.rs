@@ -9,6 +9,7 @@
 //! - [`teacher`]: the [`teacher::Teacher`] trait and its random / in-house / pretrained forms;
 //! - [`checkpoint`]: the model checkpoint file contract shared with the trainer;
 //! - [`cache`]: the teacher-feature cache;
+//! - [`naming`]: timm and torchvision weight names, mapped onto our networks' (torchvision's);
 //! - [`weights`]: PyTorch checkpoint import.
 //!
 //! Allowed dependencies: crosskd-ops, crosskd-heads, candle-core, candle-nn, candle-transformers
@@ -21,6 +22,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod foreign;
 pub mod layers;
+pub mod naming;
 pub mod network;
 pub mod params;
 pub mod storage;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::arch::{build_from_tensors, build_seeded, ArchitectureConfig};
 use crate::checkpoint::load_checkpoint_network;
 use crate::error::Result;
+use crate::naming::{to_torchvision_names, WeightNaming};
 use crate::network::{validate_taps, TapShapes, TappedNetwork};
 use crate::params::sorted_vars;
 use crate::storage::read_safetensors;
@@ -151,10 +152,30 @@ impl FrozenTeacher {
         input_normalization: Option<InputNormalization>,
         dev: &Device,
     ) -> Result<Self> {
+        Self::pretrained_named(
+            arch,
+            weights,
+            WeightNaming::Torchvision,
+            input_normalization,
+            dev,
+        )
+    }
+
+    /// [`FrozenTeacher::pretrained`] from a file named in `naming`'s scheme (see
+    /// [`crate::naming`]), renamed to the architecture's names before the name-by-name check.
+    /// The identity holds the file's SHA-256, whatever its path.
+    pub fn pretrained_named(
+        arch: &ArchitectureConfig,
+        weights: &Path,
+        naming: WeightNaming,
+        input_normalization: Option<InputNormalization>,
+        dev: &Device,
+    ) -> Result<Self> {
         let file = read_safetensors(weights, dev)?;
+        let tensors = to_torchvision_names(arch, naming, file.tensors)?;
         let net = build_from_tensors(
             arch,
-            file.tensors,
+            tensors,
             &weights.display().to_string(),
             DType::F32,
             dev,
@@ -259,6 +280,9 @@ pub enum TeacherConfig {
         architecture: ArchitectureConfig,
         /// The `.safetensors` weights.
         weights: PathBuf,
+        /// How the file names its tensors (default: detected from the names).
+        #[serde(default, skip_serializing_if = "WeightNaming::is_auto")]
+        naming: WeightNaming,
         /// Input normalisation (default imagenet).
         #[serde(default = "imagenet_choice", rename = "input-normalization")]
         input_normalization: NormalizationChoice,
@@ -280,7 +304,14 @@ pub fn build_teacher(cfg: &TeacherConfig, dev: &Device) -> Result<FrozenTeacher>
         TeacherConfig::Pretrained {
             architecture,
             weights,
+            naming,
             input_normalization,
-        } => FrozenTeacher::pretrained(architecture, weights, input_normalization.resolve(), dev),
+        } => FrozenTeacher::pretrained_named(
+            architecture,
+            weights,
+            *naming,
+            input_normalization.resolve(),
+            dev,
+        ),
     }
 }

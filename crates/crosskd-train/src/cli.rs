@@ -455,9 +455,16 @@ pub enum Command {
         /// The run folder.
         run: PathBuf,
     },
-    /// List architectures, an architecture's feature taps, data sources, or the shipped configs.
+    /// List architectures, an architecture's feature taps, data sources, the named teachers,
+    /// or the shipped configs.
     #[command(subcommand)]
     List(ListCommand),
+    /// Download the named teachers of models/teachers.toml into the hf-hub cache (or report,
+    /// with --offline, which are cached), checking pinned SHA-256s.
+    #[command(
+        after_help = "Examples:\n  crosskd fetch-teachers\n  crosskd fetch-teachers --offline\n  crosskd fetch-teachers --only resnet18-imagenet --from model.safetensors"
+    )]
+    FetchTeachers(FetchTeachersArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     #[command(
         after_help = "Example:\n  crosskd completions bash > ~/.local/share/bash-completion/completions/crosskd"
@@ -479,6 +486,42 @@ pub enum Command {
         #[arg(long, value_name = "FILE.safetensors")]
         out: PathBuf,
     },
+}
+
+/// Options of `crosskd fetch-teachers` (and `cargo xtask fetch-teachers`).
+#[derive(Debug, Clone, Args)]
+pub struct FetchTeachersArgs {
+    /// Use the cache only and report what is cached and what is missing (HF_HUB_OFFLINE=1 does
+    /// the same).
+    #[arg(long)]
+    pub offline: bool,
+    /// Only this teacher (repeatable; see `crosskd list teachers`).
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Put this local file into the cache as the teacher named by --only instead of downloading
+    /// it (for machines without the hub; a pinned SHA-256 is checked first).
+    #[arg(long, value_name = "FILE.safetensors")]
+    pub from: Option<PathBuf>,
+    /// A teacher list other than the compiled-in models/teachers.toml.
+    #[arg(long, value_name = "FILE.toml")]
+    pub list: Option<PathBuf>,
+    /// The hf-hub cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else
+    /// ~/.cache/huggingface/hub).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl FetchTeachersArgs {
+    /// The options these arguments stand for.
+    pub fn options(&self) -> crate::teachers::fetch::FetchOptions {
+        crate::teachers::fetch::FetchOptions {
+            offline: self.offline,
+            only: self.only.clone(),
+            list: self.list.clone(),
+            cache_dir: self.cache_dir.clone(),
+            from: self.from.clone(),
+        }
+    }
 }
 
 /// Splits of a run on the command line.
@@ -535,6 +578,17 @@ pub enum ListCommand {
     /// The data sources, with the tasks each serves and the folder layout it expects.
     #[command(after_help = "Example:\n  crosskd list datasets")]
     Datasets,
+    /// The named pretrained teachers (models/teachers.toml): architecture, weight naming,
+    /// pinning, hub file, and whether the hf-hub cache holds them.
+    #[command(after_help = "Example:\n  crosskd list teachers")]
+    Teachers {
+        /// A teacher list other than the compiled-in models/teachers.toml.
+        #[arg(long, value_name = "FILE.toml")]
+        list: Option<PathBuf>,
+        /// The hf-hub cache folder (default: as `crosskd fetch-teachers`).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+    },
     /// The run configs in a folder, with task, teacher and config hash.
     #[command(after_help = "Example:\n  crosskd list configs")]
     Configs {

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crosskd_losses::methods::FitnetsConfig;
 pub use crosskd_losses::task::depth::DepthLoss;
 pub use crosskd_losses::{MethodConfig, RegulariserConfig};
+use crosskd_models::naming::WeightNaming;
 use crosskd_models::teacher::NormalizationChoice;
 use crosskd_models::ArchitectureConfig;
 pub use crosskd_projectors::{Direction, FeatureNorm};
@@ -145,13 +146,37 @@ pub enum TeacherConfig {
         #[serde(default)]
         input_normalization: NormalizationChoice,
     },
-    /// A published network (`mobilenet-v2`, `vgg16`, `resnet`, …) with its weights in a
-    /// safetensors file whose tensor names are the architecture's (see `crosskd import-weights`).
+    /// A published network (`mobilenet-v2`, `vgg16`, `resnet`, …) with its weights from exactly
+    /// one source: `weights`, a local safetensors file; `hub = "ORG/NAME"` with `file` (and
+    /// optionally `revision`, default `main`, and `sha256`), a file of a Hugging Face hub
+    /// repository resolved through hf-hub's cache (`HF_HOME`, `HF_HUB_OFFLINE`); or `name`, an
+    /// entry of `models/teachers.toml` (see `crosskd list teachers`), which parsing replaces by the
+    /// entry's `hub`, `file`, `revision`, `sha256`, `naming` and `architecture`.
     Pretrained {
-        /// Architecture (a `[teacher.architecture]` table).
-        architecture: ArchitectureConfig,
+        /// Architecture (a `[teacher.architecture]` table); required with `weights` and `hub`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        architecture: Option<ArchitectureConfig>,
         /// The `.safetensors` weights.
-        weights: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weights: Option<PathBuf>,
+        /// Hugging Face repository id, `ORG/NAME`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hub: Option<String>,
+        /// With `hub`: the safetensors file inside the repository.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+        /// With `hub`: branch, tag or commit hash (default `main`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<String>,
+        /// With `hub`: the file's expected SHA-256, checked before every use.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+        /// An entry of `models/teachers.toml`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// How the weights name their tensors: `auto` (default: detected), `torchvision` or `timm`.
+        #[serde(default, skip_serializing_if = "WeightNaming::is_auto")]
+        naming: WeightNaming,
         /// The teacher feature used; empty = the architecture's default tap.
         #[serde(default)]
         tap: String,
@@ -159,6 +184,195 @@ pub enum TeacherConfig {
         #[serde(default = "imagenet_normalization")]
         input_normalization: NormalizationChoice,
     },
+}
+
+/// The keys of a `pretrained` teacher that name where its weights come from.
+const PRETRAINED_SOURCES: &str =
+    "`weights` (a safetensors file), `hub` (a Hugging Face repository, with `file`) or `name` (an entry of models/teachers.toml)";
+
+impl TeacherConfig {
+    /// A `pretrained` teacher: exactly one of `weights`, `hub` or `name`; `file`, `revision`
+    /// and `sha256` only with `hub`; an architecture unless `name` brings it. Errors name the key.
+    fn validate_pretrained_source(&self) -> Result<()> {
+        let TeacherConfig::Pretrained {
+            architecture,
+            weights,
+            hub,
+            file,
+            revision,
+            sha256,
+            name,
+            naming,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        let bad =
+            |key: &str, message: String| TrainError::config(format!("teacher.{key}"), message);
+        let source = self.pretrained_source_key()?;
+        if hub.is_none() {
+            let hub_only = [
+                ("file", file.is_some()),
+                ("revision", revision.is_some()),
+                ("sha256", sha256.is_some()),
+            ];
+            if let Some((key, _)) = hub_only.iter().find(|(_, set)| *set) {
+                return Err(bad(
+                    key,
+                    format!("only used with `teacher.hub`; found it with `teacher.{source}`"),
+                ));
+            }
+        }
+        if let Some(entry) = name {
+            let from_list = [
+                ("architecture", architecture.is_some()),
+                ("naming", !naming.is_auto()),
+            ];
+            if let Some((key, _)) = from_list.iter().find(|(_, set)| *set) {
+                return Err(bad(
+                    key,
+                    format!("comes from the teacher list entry {entry:?}; remove it"),
+                ));
+            }
+            let list = crate::teachers::Catalogue::builtin()?;
+            return list.get(entry).map(|_| ()).map_err(|m| bad("name", m));
+        }
+        if architecture.is_none() {
+            let message = "expected an architecture table such as `{ arch = \"resnet\", depth = 18 }`, found none";
+            return Err(bad("architecture", message.into()));
+        }
+        if weights.as_ref().is_some_and(|w| w.as_os_str().is_empty()) {
+            return Err(bad(
+                "weights",
+                "expected a safetensors file, found \"\"".into(),
+            ));
+        }
+        match hub {
+            Some(repo) => check_hub_keys(
+                repo,
+                file.as_deref(),
+                revision.as_deref(),
+                sha256.as_deref(),
+            )
+            .map_err(|(key, message)| bad(key, message)),
+            None => Ok(()),
+        }
+    }
+
+    /// Which of `weights`, `hub` and `name` a `pretrained` teacher gives: exactly one.
+    fn pretrained_source_key(&self) -> Result<&'static str> {
+        let TeacherConfig::Pretrained {
+            weights, hub, name, ..
+        } = self
+        else {
+            return Err(TrainError::config(
+                "teacher",
+                "expected a pretrained teacher",
+            ));
+        };
+        let given: Vec<&'static str> = [
+            ("weights", weights.is_some()),
+            ("hub", hub.is_some()),
+            ("name", name.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect();
+        match given.as_slice() {
+            [only] => Ok(only),
+            [] => Err(TrainError::config(
+                "teacher",
+                format!("expected one of {PRETRAINED_SOURCES}, found none"),
+            )),
+            [_, second, ..] => Err(TrainError::config(
+                format!("teacher.{second}"),
+                format!(
+                    "expected exactly one of {PRETRAINED_SOURCES}, found {}",
+                    given.join(" and ")
+                ),
+            )),
+        }
+    }
+
+    /// Replaces a `pretrained` teacher's `name` by its list entry's `hub`, `file`, `revision`,
+    /// `sha256`, `naming` and `architecture`, and writes a hub teacher's default revision
+    /// (`main`) out, so that the run's hash names the weights themselves. Other teachers are
+    /// left as they are.
+    pub fn resolve_source(&mut self) -> Result<()> {
+        let TeacherConfig::Pretrained {
+            architecture,
+            hub,
+            file,
+            revision,
+            sha256,
+            name,
+            naming,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        if let Some(entry_name) = name.take() {
+            let list = crate::teachers::Catalogue::builtin()?;
+            let entry = list
+                .get(&entry_name)
+                .map_err(|m| TrainError::config("teacher.name", m))?;
+            *architecture = Some(entry.architecture.clone());
+            *hub = Some(entry.hub.clone());
+            *file = Some(entry.file.clone());
+            *revision = Some(entry.revision.clone());
+            *sha256 = entry.sha256.clone();
+            *naming = entry.naming;
+        }
+        if hub.is_some() && revision.is_none() {
+            *revision = Some("main".to_string());
+        }
+        Ok(())
+    }
+
+    /// The hub file of a resolved `pretrained` teacher with `hub` (see [`TeacherConfig::resolve_source`]).
+    pub fn hub_file(&self) -> Option<crate::teachers::HubFile> {
+        match self {
+            TeacherConfig::Pretrained {
+                hub: Some(repo),
+                file,
+                revision,
+                sha256,
+                ..
+            } => Some(crate::teachers::HubFile {
+                repo: repo.clone(),
+                file: file.clone().unwrap_or_default(),
+                revision: revision.clone().unwrap_or_else(|| "main".to_string()),
+                sha256: sha256.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The keys of a hub teacher: a repository id, a relative file path, a revision that cannot
+/// leave the cache folder, a 64-digit SHA-256. Errors are `(key, message)`.
+fn check_hub_keys(
+    repo: &str,
+    file: Option<&str>,
+    revision: Option<&str>,
+    sha256: Option<&str>,
+) -> std::result::Result<(), (&'static str, String)> {
+    use crate::teachers::hub::{check_relative, check_repo_id, check_sha256};
+    check_repo_id(repo).map_err(|m| ("hub", m))?;
+    let file = file.ok_or_else(|| {
+        let m = "expected the weights file in `teacher.hub`'s repository, e.g. \"model.safetensors\", found none";
+        ("file", m.to_string())
+    })?;
+    check_relative("a file in the repository", file).map_err(|m| ("file", m))?;
+    if let Some(r) = revision {
+        check_relative("a branch, tag or commit", r).map_err(|m| ("revision", m))?;
+    }
+    if let Some(h) = sha256 {
+        check_sha256(h).map_err(|m| ("sha256", m))?;
+    }
+    Ok(())
 }
 
 fn imagenet_normalization() -> NormalizationChoice {
@@ -479,15 +693,18 @@ impl Config {
     }
 
     fn from_table(table: toml::Table) -> Result<Config> {
+        let teacher = table.get("teacher").cloned();
         let value = toml::Value::Table(table);
         let mut config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
             let key = if key == "." { String::new() } else { key };
             let message = humanise_serde_message(&e.inner().to_string());
+            let key = refine_teacher_key(key, &message, teacher.as_ref());
             TrainError::config(key, message)
         })?;
         config.fill_task_defaults();
         config.validate()?;
+        config.teacher.resolve_source()?;
         Ok(config)
     }
 
@@ -756,15 +973,16 @@ impl Config {
 
     /// `[teacher]`: what can be checked before anything is loaded.
     fn validate_teacher(&self) -> Result<()> {
-        if let TeacherConfig::Checkpoint { path, .. } = &self.teacher {
-            if path.as_os_str().is_empty() {
-                return Err(TrainError::config(
+        match &self.teacher {
+            TeacherConfig::Checkpoint { path, .. } if path.as_os_str().is_empty() => {
+                Err(TrainError::config(
                     "teacher.path",
                     "expected a run folder or checkpoint file, found \"\"",
-                ));
+                ))
             }
+            TeacherConfig::Pretrained { .. } => self.teacher.validate_pretrained_source(),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Execution settings: `threads` and `device`.
@@ -856,6 +1074,30 @@ const MAX_STEPS: u64 = 1_000_000_000_000;
 
 fn range(key: &str, expected: &str, found: impl std::fmt::Display) -> TrainError {
     TrainError::config(key, format!("expected {expected}, found {found}"))
+}
+
+/// serde reports errors inside the internally tagged `[teacher]` table at `teacher`; when the
+/// message quotes the bad value (`found "keras"`) and exactly one key of the table holds it,
+/// that key is named (`teacher.naming`).
+fn refine_teacher_key(key: String, message: &str, teacher: Option<&toml::Value>) -> String {
+    let (Some(toml::Value::Table(table)), "teacher") = (teacher, key.as_str()) else {
+        return key;
+    };
+    let Some(found) = message
+        .rsplit_once("found \"")
+        .and_then(|(_, rest)| rest.strip_suffix('"'))
+    else {
+        return key;
+    };
+    let holders: Vec<&String> = table
+        .iter()
+        .filter(|(k, v)| *k != "kind" && v.as_str() == Some(found))
+        .map(|(k, _)| k)
+        .collect();
+    match holders.as_slice() {
+        [only] => format!("teacher.{only}"),
+        _ => key,
+    }
 }
 
 /// Rewrites serde's wording (`unknown variant `x`, expected `a` or `b``) into the project's

@@ -7,7 +7,8 @@
 //! config and seed on one machine and thread count, also across `--resume`.
 //!
 //! Allowed dependencies: every crosskd library crate below it, plus candle, serde, toml, clap,
-//! indicatif, plotters, signal-hook, tracing, anyhow, libc (allocator settings on glibc).
+//! indicatif, plotters, signal-hook, tracing, anyhow, libc (allocator settings on glibc), hf-hub
+//! (hub teachers, [`teachers`]).
 
 pub mod checkpoint;
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod schedule;
 pub mod session;
 pub mod task;
 pub mod task_kind;
+pub mod teachers;
 pub mod tensorboard;
 pub mod threads;
 pub mod train;

@@ -1,6 +1,6 @@
 //! The `crosskd` command-line tool: `train`, `eval`, `predict`, `inspect`, `export`, `compare`, `plot`,
 //! `list`,
-//! `completions`, `import-weights`.
+//! `completions`, `import-weights`, `fetch-teachers`.
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
@@ -67,11 +67,20 @@ fn main() -> anyhow::Result<()> {
                 } => commands::list_taps(arch, *size, overrides)?,
                 ListCommand::Datasets => crosskd_train::datasets::list(),
                 ListCommand::Configs { dir } => commands::list_configs(dir)?,
+                ListCommand::Teachers { list, cache_dir } => {
+                    crosskd_train::teachers::fetch::list_teachers(
+                        list.as_deref(),
+                        cache_dir.as_deref(),
+                    )?
+                }
             }
         ),
         Command::Completions { shell } => {
             let mut cmd = CrosskdCli::command();
             clap_complete::generate(*shell, &mut cmd, "crosskd", &mut std::io::stdout());
+        }
+        Command::FetchTeachers(args) => {
+            crosskd_train::teachers::fetch::fetch_teachers(&args.options())?
         }
         Command::ImportWeights { from, out } => import_weights_command(from, out)
             .with_context(|| format!("importing {}", from.display()))?,

@@ -534,26 +534,19 @@ fn build_teacher_side(
             (cfg, Some(arch), tap.clone())
         }
         TeacherConfig::Pretrained {
-            architecture,
-            weights,
             tap,
             input_normalization,
+            ..
         } => {
-            if !weights.exists() {
-                return Err(TrainError::config(
-                    "teacher.weights",
-                    format!(
-                        "no file {} (convert a PyTorch checkpoint with `crosskd import-weights`, or run `cargo xtask fetch-teachers`)",
-                        weights.display()
-                    ),
-                ));
-            }
+            let source = crate::teachers::pretrained_weights(&config.teacher)?
+                .ok_or_else(|| TrainError::config("teacher", "expected a pretrained teacher"))?;
             let cfg = ModelTeacherConfig::Pretrained {
-                architecture: architecture.clone(),
-                weights: weights.clone(),
+                architecture: source.architecture.clone(),
+                weights: source.path,
+                naming: source.naming,
                 input_normalization: input_normalization.clone(),
             };
-            (cfg, Some(architecture.clone()), tap.clone())
+            (cfg, Some(source.architecture), tap.clone())
         }
     };
     let teacher = build_teacher(&model_cfg, device)

@@ -450,11 +450,19 @@ pub fn cell_config(
             input_normalization: NormalizationChoice::None,
         },
         TeacherKind::Pretrained => TeacherConfig::Pretrained {
-            architecture: ArchitectureConfig::MobilenetV2(Default::default()),
-            weights: inputs
-                .pretrained_weights
-                .clone()
-                .ok_or_else(|| anyhow::anyhow!("no pretrained weights"))?,
+            architecture: Some(ArchitectureConfig::MobilenetV2(Default::default())),
+            weights: Some(
+                inputs
+                    .pretrained_weights
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("no pretrained weights"))?,
+            ),
+            hub: None,
+            file: None,
+            revision: None,
+            sha256: None,
+            name: None,
+            naming: Default::default(),
             tap: String::new(),
             input_normalization: NormalizationChoice::Imagenet,
         },
