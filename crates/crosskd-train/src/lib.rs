@@ -29,6 +29,8 @@ pub mod progress;
 pub mod schedule;
 pub mod session;
 pub mod task;
+pub mod teacher_cache;
+pub mod teacher_logits;
 pub mod tensorboard;
 pub mod threads;
 pub mod train;

@@ -40,6 +40,10 @@ pub struct Batch {
     pub target: Tensor,
     /// Valid-pixel mask `(N, 1, H, W)` (1.0 = valid) for depth.
     pub valid: Option<Tensor>,
+    /// Each sample's key in the teacher-feature cache ([`crate::teacher_cache::key`]): set for
+    /// training batches whose inputs are a fixed function of the sample and the keyed
+    /// augmentations; `None` means the teacher must run on `images`.
+    pub teacher_keys: Option<Vec<usize>>,
 }
 
 impl Batch {
@@ -74,6 +78,11 @@ impl Batch {
             images: flip(&self.images)?,
             target,
             valid,
+            teacher_keys: self.teacher_keys.as_ref().map(|k| {
+                k.iter()
+                    .map(|&k| crate::teacher_cache::flip_key(k))
+                    .collect()
+            }),
         })
     }
 }
@@ -133,6 +142,7 @@ pub fn collate(task: Task, samples: &[(usize, Sample)], device: &Device) -> Resu
         images,
         target,
         valid,
+        teacher_keys: None,
     })
 }
 

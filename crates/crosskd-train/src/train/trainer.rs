@@ -38,6 +38,8 @@ struct LogAccumulator {
     distill: f64,
     transfer: Option<f64>,
     spectral: Option<f64>,
+    #[serde(default)]
+    logit_kd: Option<f64>,
     regulariser: f64,
     total: f64,
 }
@@ -54,6 +56,7 @@ impl LogAccumulator {
         self.distill += losses.distill;
         add_opt(&mut self.transfer, losses.transfer);
         add_opt(&mut self.spectral, losses.spectral);
+        add_opt(&mut self.logit_kd, losses.logit_kd);
         self.regulariser += losses.regulariser;
         self.total += losses.total;
     }
@@ -65,6 +68,7 @@ struct StepValues {
     distill: f64,
     transfer: Option<f64>,
     spectral: Option<f64>,
+    logit_kd: Option<f64>,
     regulariser: f64,
     total: f64,
     lr: f64,
@@ -103,7 +107,10 @@ impl<'a> Trainer<'a> {
         config.validate()?;
         std::fs::create_dir_all(run_dir.join("checkpoints"))
             .map_err(|e| TrainError::io(run_dir, e))?;
-        let session = Session::build(config)?;
+        let mut session = Session::build(config)?;
+        if let Some((dir, status)) = crate::teacher_cache::attach(&mut session, run_dir)? {
+            tracing::info!("teacher features {status:?} in the cache {}", dir.display());
+        }
         let hash = session.config.hash();
         let cfg = &session.config;
         // The hash of the resolved config (teacher tap filled in): the one checkpoints carry and
@@ -182,6 +189,12 @@ impl<'a> Trainer<'a> {
         let end = (start + self.batch_size).min(self.train_len);
         let indices = &self.order[start..end];
         let mut batch = load_batch(&self.session, self.session.data.train.as_ref(), indices)?;
+        batch.teacher_keys = Some(
+            indices
+                .iter()
+                .map(|&i| crate::teacher_cache::key(i, false))
+                .collect(),
+        );
         if self.session.config.data.augment && self.rng.gen_bool(0.5) {
             batch = batch.flipped()?;
         }
@@ -243,6 +256,7 @@ impl<'a> Trainer<'a> {
             distill,
             transfer: find(".transfer"),
             spectral: find(".spectral"),
+            logit_kd: find(crate::session::LOGIT_KD_DIAGNOSTIC),
             regulariser,
             total,
             lr,
@@ -318,6 +332,7 @@ impl<'a> Trainer<'a> {
             distill_total: a.distill / k,
             transfer: a.transfer.map(|v| v / k),
             spectral: a.spectral.map(|v| v / k),
+            logit_kd: a.logit_kd.map(|v| v / k),
             regulariser: a.regulariser / k,
             total_loss: a.total / k,
             lr,
