@@ -6,7 +6,7 @@
 //! the chosen setting then runs with every seed and the table reports the test split. Every cell
 //! is a run folder keyed by its config hash, so an interrupted reproduction resumes.
 
-mod grid;
+pub(crate) mod grid;
 mod report;
 mod runs;
 

@@ -109,7 +109,11 @@ impl<'a> Trainer<'a> {
             .map_err(|e| TrainError::io(run_dir, e))?;
         let mut session = Session::build(config)?;
         if let Some((dir, status)) = crate::teacher_cache::attach(&mut session, run_dir)? {
-            tracing::info!("teacher features {status:?} in the cache {}", dir.display());
+            let how = match status {
+                crosskd_models::cache::CacheStatus::Built => "computed once into",
+                crosskd_models::cache::CacheStatus::Hit => "read from",
+            };
+            tracing::info!("teacher features {how} the cache {}", dir.display());
         }
         let hash = session.config.hash();
         let cfg = &session.config;
