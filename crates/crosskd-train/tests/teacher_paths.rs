@@ -208,6 +208,28 @@ fn logit_kd_trains_from_a_crosskd_classification_run_and_its_export() {
 }
 
 #[test]
+fn logit_kd_trains_from_a_torchvision_classifier_over_the_same_labels() {
+    // A random ResNet-18 stands in for an ImageNet teacher: same classifier path (`fc`, the
+    // `logits` tap), with as many outputs as the data set has labels; RGB inputs for it.
+    let data = tempfile::tempdir().unwrap();
+    write_idx_fixture(data.path());
+    let student = classification(
+        data.path(),
+        "[teacher]\nkind = \"random\"\n[teacher.architecture]\narch = \"resnet\"\ndepth = 18\n\
+         num-classes = 4\n[distill]\nkind = \"logit-kd\"\n",
+    )
+    .unwrap()
+    .with_overrides(&["student.architecture.in-channels=3".into()])
+    .unwrap();
+    let (run, _) = assert_cache_is_invisible(&student);
+    let values = logit_kd_values(run.path());
+    assert!(
+        !values.is_empty() && values.iter().all(|v| v.is_finite() && *v > 0.0),
+        "{values:?}"
+    );
+}
+
+#[test]
 fn logit_kd_where_it_cannot_work_is_refused_before_training() {
     let data = tempfile::tempdir().unwrap();
     write_idx_fixture(data.path());
