@@ -16,13 +16,12 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
-use crosskd_data::Dataset;
 use crosskd_models::cache::{CacheMode, CacheStatus, FeatureCache, IndexedBatch};
 
 use crate::config::{CacheTeacher, Config};
 use crate::error::{Result, TrainError};
 use crate::session::Session;
-use crate::task::{collate, component};
+use crate::task::{component, Batch};
 
 /// The cache's folder under the run folder.
 pub const CACHE_DIR: &str = "teacher-cache";
@@ -39,9 +38,21 @@ pub fn blocker(config: &Config) -> Option<String> {
     if !config.teacher.is_some() {
         return Some("no teacher is configured (teacher.kind = \"none\")".into());
     }
-    // Augmentations the cache cannot key on (random crops, colour jitter) belong here; the flip
-    // of `data.augment` is keyed.
+    // Augmentations the cache cannot key on (random crops, colour jitter, per-sample flips the
+    // batch does not report) belong here; the whole-batch flip of `data.augment` is keyed.
     None
+}
+
+/// Whether training batches are mirrored as a whole (the keyed flip of `data.augment`).
+fn flips_batches(config: &Config) -> bool {
+    config.data.augment
+}
+
+/// The `[data]` section without the keyed flip (which is in the key's preprocessing part).
+fn data_without_flip(config: &Config) -> crate::config::DataConfig {
+    let mut data = config.data.clone();
+    data.augment = false;
+    data
 }
 
 /// The cache key of training sample `index`, flipped or not.
@@ -75,8 +86,17 @@ impl TeacherCache {
 
 /// Opens (or builds) the cache for `session` under `run_dir` when `train.cache-teacher` and the
 /// config allow, and attaches it to the session's teacher; returns the folder used and whether it
-/// was built, or `None` when the teacher runs every step.
-pub fn attach(session: &mut Session, run_dir: &Path) -> Result<Option<(PathBuf, CacheStatus)>> {
+/// was built, or `None` when the teacher runs every step. `load` builds the un-augmented training
+/// batch of the given sample indices exactly as the trainer's data phase does (same loader, same
+/// resizing), so the cached features are those of the images the student will see.
+pub fn attach<L>(
+    session: &mut Session,
+    run_dir: &Path,
+    load: L,
+) -> Result<Option<(PathBuf, CacheStatus)>>
+where
+    L: Fn(&Session, &[usize]) -> Result<Batch>,
+{
     let mode = session.config.train.cache_teacher;
     if mode == CacheTeacher::Off || session.teacher.is_none() {
         return Ok(None);
@@ -90,9 +110,9 @@ pub fn attach(session: &mut Session, run_dir: &Path) -> Result<Option<(PathBuf, 
             _ => Ok(None),
         };
     }
-    let flips = session.config.data.augment;
-    let train = session.data.train.as_ref();
-    let n_keys = train.len() * if flips { 2 } else { 1 };
+    let flips = flips_batches(&session.config);
+    let train_len = session.data.train.len();
+    let n_keys = train_len * if flips { 2 } else { 1 };
     let bytes = n_keys.saturating_mul(target_elements(session)?.saturating_mul(4));
     if mode == CacheTeacher::Auto && bytes > AUTO_MEMORY_BUDGET_BYTES {
         tracing::info!(
@@ -108,12 +128,17 @@ pub fn attach(session: &mut Session, run_dir: &Path) -> Result<Option<(PathBuf, 
     };
     let root = run_dir.join(CACHE_DIR);
     let batch_size = session.config.train.batch_size.max(1);
-    let fill = || fill_batches(session, train, batch_size, flips);
+    let shared: &Session = session;
+    let fill = || {
+        fill_batches(train_len, batch_size, flips, move |i: &[usize]| {
+            load(shared, i)
+        })
+    };
     let (cache, status) = FeatureCache::open_or_build(
         &root,
         side.teacher.as_ref(),
         &side.target,
-        &dataset_identity(&session.config, train.len()),
+        &dataset_identity(&session.config, train_len),
         if flips {
             "key=2*index+hflip"
         } else {
@@ -156,8 +181,7 @@ fn target_elements(session: &Session) -> Result<usize> {
 /// preprocessing part of the key instead), the student architecture (its input channels choose
 /// grey or RGB samples) and the training-set size.
 fn dataset_identity(config: &Config, train_len: usize) -> String {
-    let mut data = config.data.clone();
-    data.augment = false;
+    let data = data_without_flip(config);
     let student = config
         .student_arch()
         .map(|a| a.to_json())
@@ -168,27 +192,20 @@ fn dataset_identity(config: &Config, train_len: usize) -> String {
     )
 }
 
-/// The training samples in index order, `batch_size` at a time, with their keys; each batch also
-/// mirrored when the run flips.
-fn fill_batches<'a>(
-    session: &'a Session,
-    train: &'a dyn Dataset,
+/// The training samples `0..n` in index order, `batch_size` at a time, with their keys; each
+/// batch also mirrored when the run flips.
+fn fill_batches<L>(
+    n: usize,
     batch_size: usize,
     flips: bool,
-) -> impl Iterator<Item = Result<IndexedBatch>> + 'a {
-    let n = train.len();
+    load: L,
+) -> impl Iterator<Item = Result<IndexedBatch>>
+where
+    L: Fn(&[usize]) -> Result<Batch>,
+{
     (0..n.div_ceil(batch_size)).flat_map(move |b| {
         let indices: Vec<usize> = (b * batch_size..((b + 1) * batch_size).min(n)).collect();
-        let batch = indices
-            .iter()
-            .map(|&i| {
-                train
-                    .get(i)
-                    .map(|s| (i, s))
-                    .map_err(|e| component(&format!("sample {i}"), e))
-            })
-            .collect::<Result<Vec<_>>>()
-            .and_then(|samples| collate(session.config.task, &samples, &session.device));
+        let batch = load(&indices);
         let mut out = Vec::with_capacity(2);
         match batch {
             Err(e) => out.push(Err(e)),

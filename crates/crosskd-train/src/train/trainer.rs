@@ -108,7 +108,8 @@ impl<'a> Trainer<'a> {
         std::fs::create_dir_all(run_dir.join("checkpoints"))
             .map_err(|e| TrainError::io(run_dir, e))?;
         let mut session = Session::build(config)?;
-        if let Some((dir, status)) = crate::teacher_cache::attach(&mut session, run_dir)? {
+        let load = |s: &Session, indices: &[usize]| load_batch(s, s.data.train.as_ref(), indices);
+        if let Some((dir, status)) = crate::teacher_cache::attach(&mut session, run_dir, load)? {
             let how = match status {
                 crosskd_models::cache::CacheStatus::Built => "computed once into",
                 crosskd_models::cache::CacheStatus::Hit => "read from",
