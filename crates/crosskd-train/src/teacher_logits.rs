@@ -92,7 +92,8 @@ pub fn validate_logit_kd(config: &Config) -> Result<()> {
     };
     let wanted = config.data.num_classes;
     match classifier_classes(&arch) {
-        Some(k) if k == wanted => Ok(()),
+        // A count of 0 is the data's own, known once the data is opened: [`with_logits`] checks.
+        Some(k) if k == wanted || wanted == 0 => Ok(()),
         Some(k) => Err(TrainError::config(
             "teacher.architecture.num-classes",
             format!(
