@@ -594,6 +594,42 @@ pub struct TrainLoopConfig {
     /// Default true.
     #[serde(default = "default_true")]
     pub check_gradients: bool,
+    /// Whether the frozen teacher's features are computed once into a cache under the run
+    /// folder and read back instead of recomputed every step: `auto` (default: where valid),
+    /// `on` (an error naming the reason where invalid) or `off`. An execution setting, outside
+    /// [`Config::hash`]: results are bit-identical either way.
+    #[serde(default, skip_serializing_if = "CacheTeacher::is_auto")]
+    pub cache_teacher: CacheTeacher,
+}
+
+/// `train.cache-teacher`: when the trainer caches the frozen teacher's features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheTeacher {
+    /// Cache where valid (a teacher, inputs that are a function of the sample and a flip, and
+    /// features that fit the memory budget); otherwise compute every step.
+    #[default]
+    Auto,
+    /// Cache, or refuse the run naming why the cache is invalid.
+    On,
+    /// Compute the teacher every step.
+    Off,
+}
+
+impl CacheTeacher {
+    /// Whether this is the default, `auto`.
+    pub fn is_auto(&self) -> bool {
+        *self == CacheTeacher::Auto
+    }
+
+    /// The name used in configs.
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheTeacher::Auto => "auto",
+            CacheTeacher::On => "on",
+            CacheTeacher::Off => "off",
+        }
+    }
 }
 
 fn default_batch_size() -> usize {
@@ -616,6 +652,7 @@ impl Default for TrainLoopConfig {
             eval_interval: 0,
             checkpoint_interval: 0,
             check_gradients: true,
+            cache_teacher: CacheTeacher::Auto,
         }
     }
 }
@@ -971,7 +1008,9 @@ impl Config {
         Ok(())
     }
 
-    /// `[teacher]`: what can be checked before anything is loaded.
+    /// `[teacher]`: what can be checked before anything is loaded, including whether the
+    /// distillation method can use this teacher (logit KD needs class scores over the student's
+    /// labels) and whether `train.cache-teacher = "on"` can hold.
     fn validate_teacher(&self) -> Result<()> {
         match &self.teacher {
             TeacherConfig::Checkpoint { path, .. } if path.as_os_str().is_empty() => {
@@ -982,7 +1021,17 @@ impl Config {
             }
             TeacherConfig::Pretrained { .. } => self.teacher.validate_pretrained_source(),
             _ => Ok(()),
+        }?;
+        crate::teacher_logits::validate_logit_kd(self)?;
+        if self.train.cache_teacher == CacheTeacher::On {
+            if let Some(why) = crate::teacher_cache::blocker(self) {
+                return Err(TrainError::config(
+                    "train.cache-teacher",
+                    format!("\"on\" cannot hold: {why}"),
+                ));
+            }
         }
+        Ok(())
     }
 
     /// Execution settings: `threads` and `device`.
@@ -1002,8 +1051,8 @@ impl Config {
     }
 
     /// A short hash naming the experiment: the first 16 hex digits of the SHA-256 of
-    /// [`Config::to_toml`] with the execution settings (`threads`, `device`, `data.workers`) at
-    /// their defaults.
+    /// [`Config::to_toml`] with the execution settings (`threads`, `device`, `data.workers`,
+    /// `train.cache-teacher`) at their defaults.
     /// Data, models, method, optimiser and seed are in it; *how* the run executes is not, so a
     /// run resumes on another device or thread count under the same name (results are
     /// bit-identical only for the same device and thread count). Configs that leave the execution
@@ -1013,6 +1062,7 @@ impl Config {
         experiment.threads = 0;
         experiment.device = default_device();
         experiment.data.workers = None;
+        experiment.train.cache_teacher = CacheTeacher::Auto;
         let digest = Sha256::digest(experiment.to_toml().as_bytes());
         hex::encode(&digest[..8])
     }

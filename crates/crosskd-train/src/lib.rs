@@ -31,6 +31,8 @@ pub mod schedule;
 pub mod session;
 pub mod task;
 pub mod task_kind;
+pub mod teacher_cache;
+pub mod teacher_logits;
 pub mod teachers;
 pub mod tensorboard;
 pub mod threads;

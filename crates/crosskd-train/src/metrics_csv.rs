@@ -36,6 +36,9 @@ fn row(record: &Record) -> BTreeMap<String, String> {
             if let Some(v) = t.spectral {
                 put("spectral", number(v));
             }
+            if let Some(v) = t.logit_kd {
+                put("logit_kd", number(v));
+            }
             put("regulariser", number(t.regulariser));
             put("total_loss", number(t.total_loss));
             put("lr", number(t.lr));
@@ -113,6 +116,7 @@ mod tests {
                 distill_total: 0.0,
                 transfer: None,
                 spectral: None,
+                logit_kd: None,
                 regulariser: 0.0,
                 total_loss: 0.5,
                 lr: 0.1,

@@ -38,6 +38,13 @@ pub struct TrainRecord {
         with = "crate::json_float::optional"
     )]
     pub spectral: Option<f64>,
+    /// The logit-KD term `T²·KL(p_t ‖ p_s)` (before its weight; logit KD only, else absent).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::json_float::optional"
+    )]
+    pub logit_kd: Option<f64>,
     /// The teacher-free regulariser `R(Z_s)` (before its weight); 0 when off.
     #[serde(with = "crate::json_float::plain")]
     pub regulariser: f64,
@@ -233,6 +240,7 @@ mod tests {
             distill_total: 0.0,
             transfer: None,
             spectral: Some(0.5),
+            logit_kd: None,
             regulariser: 0.0,
             total_loss: 1.0,
             lr: 0.1,

@@ -226,6 +226,7 @@ fn train_series(records: &[&TrainRecord]) -> Vec<(String, Vec<(f64, f64)>)> {
         ));
         out.push(("transfer".to_string(), pick(&|r| r.transfer)));
         out.push(("spectral".to_string(), pick(&|r| r.spectral)));
+        out.push(("logit KD".to_string(), pick(&|r| r.logit_kd)));
     }
     if records.iter().any(|r| r.regulariser != 0.0) {
         out.push(("regulariser".to_string(), pick(&|r| Some(r.regulariser))));
@@ -407,6 +408,7 @@ mod tests {
                 distill_total: 0.5 / s as f64,
                 transfer: Some(0.3 / s as f64),
                 spectral: Some(0.2 / s as f64),
+                logit_kd: None,
                 regulariser: 0.0,
                 total_loss: 1.5 / s as f64,
                 lr: 0.01,

@@ -10,9 +10,7 @@ use crosskd_heads::TaskHead;
 use crosskd_losses::methods::{DistillInputs, FeaturePair};
 use crosskd_losses::{DistillMethod, Regulariser, RegulariserConfig};
 use crosskd_models::params::seeded_var_builder;
-use crosskd_models::teacher::{
-    build_teacher, FrozenTeacher, Teacher, TeacherConfig as ModelTeacherConfig,
-};
+use crosskd_models::teacher::{build_teacher, Teacher, TeacherConfig as ModelTeacherConfig};
 use crosskd_models::{ArchitectureConfig, TappedNetwork};
 
 use crate::checkpoint::{checkpoint_path, Checkpoint};
@@ -20,6 +18,8 @@ use crate::config::{default_student, default_tap, Config, TeacherConfig};
 use crate::datasets::{build_splits, DataRequest, Splits};
 use crate::error::{Result, TrainError};
 use crate::task::{build_head, component, task_loss, Batch};
+use crate::teacher_cache::TeacherCache;
+use crate::teacher_logits::is_logit_kd;
 
 /// Seed offsets of the parameter groups, so that student, head and projector draw independent
 /// initial weights from one run seed.
@@ -79,30 +79,53 @@ impl Student {
     }
 }
 
-/// The frozen teacher and the tap it is read at.
+/// The frozen teacher, the tap it is read at, and its feature cache when the run uses one.
 pub struct TeacherSide {
-    /// The network.
-    pub teacher: FrozenTeacher,
-    /// The tap name.
+    /// The network (with its classification head as the `logits` tap, for logit KD of a crosskd
+    /// classification teacher).
+    pub teacher: Box<dyn Teacher>,
+    /// The configured feature tap.
     pub tap: String,
+    /// The tap the method distils: [`TeacherSide::tap`], or `logits` for logit KD.
+    pub target: String,
+    /// Cached outputs at `target` by sample (see [`crate::teacher_cache`]).
+    pub cache: Option<TeacherCache>,
 }
 
 impl TeacherSide {
-    /// The teacher feature for `images`, pooled to `(N, C)` when the student's feature is a vector.
-    pub fn feature(&self, images: &Tensor, student_rank: usize) -> Result<Tensor> {
-        let mut feats = self
-            .teacher
-            .features(images, &[self.tap.as_str()])
-            .map_err(|e| component("teacher", e))?;
-        let z = feats.remove(&self.tap).ok_or_else(|| {
-            TrainError::Component(format!("teacher tap `{}` produced no feature", self.tap))
-        })?;
+    /// The teacher's output at the distilled tap for `images`, read from the cache when the batch
+    /// carries cache keys and a cache is attached; a map is pooled to `(N, C)` when the student's
+    /// feature is a vector.
+    pub fn target(
+        &self,
+        images: &Tensor,
+        keys: Option<&[usize]>,
+        student_rank: usize,
+    ) -> Result<Tensor> {
+        let z = match (&self.cache, keys) {
+            (Some(cache), Some(keys)) => cache.get(keys)?,
+            _ => {
+                let mut feats = self
+                    .teacher
+                    .features(images, &[self.target.as_str()])
+                    .map_err(|e| component("teacher", e))?;
+                feats.remove(&self.target).ok_or_else(|| {
+                    TrainError::Component(format!(
+                        "teacher tap `{}` produced no feature",
+                        self.target
+                    ))
+                })?
+            }
+        };
         if student_rank == 2 && z.rank() == 4 {
             return Ok(z.mean((2, 3))?);
         }
         Ok(z)
     }
 }
+
+/// The diagnostic carrying the unweighted logit-KD term (`logit_kd` in the metrics).
+pub const LOGIT_KD_DIAGNOSTIC: &str = "logit-kd.kl";
 
 /// Loss values of one training step.
 pub struct StepLosses {
@@ -239,12 +262,12 @@ impl Session {
             Some(t) => {
                 let t_shape = t
                     .teacher
-                    .validate_taps((h, w), &[t.tap.as_str()])
+                    .validate_taps((h, w), &[t.target.as_str()])
                     .map_err(|e| TrainError::config("teacher.tap", e.to_string()))?[0]
                     .1
                     .clone();
                 let dense = tap_shape.len() == 3;
-                if dense && t_shape.len() != 3 {
+                if dense && t_shape.len() != 3 && !is_logit_kd(&config) {
                     return Err(TrainError::config(
                         "teacher.tap",
                         format!(
@@ -311,24 +334,45 @@ impl Session {
         let mut total = task.clone();
         let distill = match (&self.teacher, &self.method) {
             (Some(t), Some(m)) => {
-                let z_t = t.feature(&batch.images, pass.feature.rank())?;
-                let logits = if self.config.task == crate::Task::Classification {
-                    Some(&pass.prediction)
+                let z_t = t.target(
+                    &batch.images,
+                    batch.teacher_keys.as_deref(),
+                    pass.feature.rank(),
+                )?;
+                let inputs = if is_logit_kd(&self.config) {
+                    // Logit KD reads no features: the teacher's target is its logits.
+                    DistillInputs {
+                        student_features: &[],
+                        teacher_features: &[],
+                        student_logits: Some(&pass.prediction),
+                        teacher_logits: Some(&z_t),
+                    }
                 } else {
-                    None
-                };
-                let inputs = DistillInputs {
-                    student_features: std::slice::from_ref(&pass.feature),
-                    teacher_features: std::slice::from_ref(&z_t),
-                    student_logits: logits,
-                    teacher_logits: None,
+                    let logits = if self.config.task == crate::Task::Classification {
+                        Some(&pass.prediction)
+                    } else {
+                        None
+                    };
+                    DistillInputs {
+                        student_features: std::slice::from_ref(&pass.feature),
+                        teacher_features: std::slice::from_ref(&z_t),
+                        student_logits: logits,
+                        teacher_logits: None,
+                    }
                 };
                 let terms = m
                     .forward(&inputs)
                     .map_err(|e| component("distillation", e))?;
                 let sum = terms.total().map_err(|e| component("distillation", e))?;
                 total = (total + &sum)?;
-                Some((sum, terms.diagnostics.clone()))
+                let mut diagnostics = terms.diagnostics.clone();
+                for term in terms.terms.iter().filter(|t| t.name == "logit-kd") {
+                    diagnostics.push((
+                        LOGIT_KD_DIAGNOSTIC.to_string(),
+                        term.value.to_dtype(DType::F64)?.to_scalar::<f64>()?,
+                    ));
+                }
+                Some((sum, diagnostics))
             }
             _ => None,
         };
@@ -485,6 +529,7 @@ fn build_teacher_side(
     hw: (usize, usize),
     device: &Device,
 ) -> Result<Option<TeacherSide>> {
+    let mut checkpoint_file = None;
     let (model_cfg, arch, tap) = match &config.teacher {
         TeacherConfig::None => return Ok(None),
         TeacherConfig::Random {
@@ -527,6 +572,7 @@ fn build_teacher_side(
             let arch = crosskd_models::checkpoint::read_checkpoint(&file, device)
                 .map_err(|e| TrainError::config("teacher.path", e.to_string()))?
                 .arch;
+            checkpoint_file = Some(file.clone());
             let cfg = ModelTeacherConfig::Checkpoint {
                 path: file,
                 input_normalization: input_normalization.clone(),
@@ -551,7 +597,10 @@ fn build_teacher_side(
     };
     let teacher = build_teacher(&model_cfg, device)
         .map_err(|e| TrainError::config("teacher", e.to_string()))?;
-    let tap = if tap.is_empty() {
+    let logit_kd = is_logit_kd(config);
+    let tap = if logit_kd {
+        crate::teacher_logits::LOGITS_TAP.to_string()
+    } else if tap.is_empty() {
         choose_tap(arch.as_ref(), teacher.network(), hw)?
     } else {
         tap
@@ -562,5 +611,21 @@ fn build_teacher_side(
         | TeacherConfig::Pretrained { tap: t, .. } => *t = tap.clone(),
         TeacherConfig::None => {}
     }
-    Ok(Some(TeacherSide { teacher, tap }))
+    let teacher: Box<dyn Teacher> = if logit_kd {
+        crate::teacher_logits::with_logits(
+            teacher,
+            checkpoint_file.as_deref(),
+            config.data.num_classes,
+            hw,
+            device,
+        )?
+    } else {
+        Box::new(teacher)
+    };
+    Ok(Some(TeacherSide {
+        teacher,
+        target: tap.clone(),
+        tap,
+        cache: None,
+    }))
 }

@@ -40,6 +40,10 @@ pub struct Batch {
     pub valid: Option<Tensor>,
     /// Data-set indices of the samples (of the split they come from), in batch order.
     pub indices: Vec<usize>,
+    /// Each sample's key in the teacher-feature cache ([`crate::teacher_cache::key`]): set for
+    /// training batches whose inputs are a fixed function of the sample and the keyed
+    /// augmentations; `None` means the teacher must run on `images`.
+    pub teacher_keys: Option<Vec<usize>>,
 }
 
 impl Batch {
@@ -75,6 +79,11 @@ impl Batch {
             target,
             valid,
             indices: self.indices.clone(),
+            teacher_keys: self.teacher_keys.as_ref().map(|k| {
+                k.iter()
+                    .map(|&k| crate::teacher_cache::flip_key(k))
+                    .collect()
+            }),
         })
     }
 
@@ -104,6 +113,7 @@ impl Batch {
             target: target.to_device(device)?,
             valid: valid.map(|v| v.to_device(device)).transpose()?,
             indices: batch.indices,
+            teacher_keys: None,
         })
     }
 }

@@ -76,6 +76,9 @@ impl EventWriter {
                 if let Some(v) = t.transfer {
                     scalar("train/transfer".into(), v);
                 }
+                if let Some(v) = t.logit_kd {
+                    scalar("train/logit_kd".into(), v);
+                }
                 if let Some(v) = t.spectral {
                     scalar("train/spectral".into(), v);
                 }
@@ -279,6 +282,7 @@ mod tests {
             distill_total: 0.25,
             transfer: Some(0.125),
             spectral: Some(0.125),
+            logit_kd: None,
             regulariser: 0.0,
             total_loss: 0.75,
             lr: 0.001,

@@ -1,6 +1,7 @@
 //! Benchmarks run by `cargo xtask bench`; each writes its section of `docs/benchmarks.md`.
 
 pub mod data;
+pub mod distill;
 pub mod report;
 pub mod train_step;
 
@@ -9,7 +10,7 @@ use crosskd_train::device::DeviceChoice;
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: train-step, ops, render or loader (all when omitted).
+    /// Which benchmark: train-step, distill, ops, render or loader (all when omitted).
     pub which: Option<String>,
     /// CPU threads used by every framework compared.
     #[arg(long, default_value_t = 2)]
@@ -42,12 +43,16 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             train_step::run_crosskd_only(args.threads, args.device)
         }
         Some("train-step") => train_step::run(args.threads, args.device),
+        Some("distill") => distill::run(args.threads),
         Some("ops") => ops(args.threads),
         Some(other) => {
-            anyhow::bail!("unknown benchmark `{other}`: expected train-step, ops, render or loader")
+            anyhow::bail!(
+                "unknown benchmark `{other}`: expected train-step, distill, ops, render or loader"
+            )
         }
         None => {
             train_step::run(args.threads, DeviceChoice::Cpu)?;
+            distill::run(args.threads)?;
             data::render(args.threads)?;
             data::loader(args.threads)
         }

@@ -7,7 +7,7 @@
 //! is a run folder keyed by its config hash, so an interrupted reproduction resumes.
 
 mod analysis;
-mod grid;
+pub(crate) mod grid;
 mod pilot;
 mod provenance;
 mod regime;

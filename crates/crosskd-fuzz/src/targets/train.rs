@@ -156,6 +156,7 @@ impl Target for MetricsJsonl {
                 distill_total: 0.125,
                 transfer: Some(0.1),
                 spectral: Some(0.025),
+                logit_kd: None,
                 regulariser: 0.0,
                 total_loss: 0.8,
                 lr: 0.003,

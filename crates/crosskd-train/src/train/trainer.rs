@@ -39,6 +39,8 @@ struct LogAccumulator {
     distill: f64,
     transfer: Option<f64>,
     spectral: Option<f64>,
+    #[serde(default)]
+    logit_kd: Option<f64>,
     regulariser: f64,
     total: f64,
 }
@@ -55,6 +57,7 @@ impl LogAccumulator {
         self.distill += losses.distill;
         add_opt(&mut self.transfer, losses.transfer);
         add_opt(&mut self.spectral, losses.spectral);
+        add_opt(&mut self.logit_kd, losses.logit_kd);
         self.regulariser += losses.regulariser;
         self.total += losses.total;
     }
@@ -66,6 +69,7 @@ struct StepValues {
     distill: f64,
     transfer: Option<f64>,
     spectral: Option<f64>,
+    logit_kd: Option<f64>,
     regulariser: f64,
     total: f64,
     lr: f64,
@@ -106,7 +110,17 @@ impl<'a> Trainer<'a> {
         config.validate()?;
         std::fs::create_dir_all(run_dir.join("checkpoints"))
             .map_err(|e| TrainError::io(run_dir, e))?;
-        let session = Session::build(config)?;
+        let mut session = Session::build(config)?;
+        let load = |s: &Session, indices: &[usize]| {
+            super::batches::load_batch(s, "training", &s.data.train, indices)
+        };
+        if let Some((dir, status)) = crate::teacher_cache::attach(&mut session, run_dir, load)? {
+            let how = match status {
+                crosskd_models::cache::CacheStatus::Built => "computed once into",
+                crosskd_models::cache::CacheStatus::Hit => "read from",
+            };
+            tracing::info!("teacher features {how} the cache {}", dir.display());
+        }
         let hash = session.config.hash();
         let cfg = &session.config;
         // The hash of the resolved config (teacher tap filled in): the one checkpoints carry and
@@ -203,6 +217,17 @@ impl<'a> Trainer<'a> {
             ))
         })?;
         let mut batch = on_device(&self.session, "training", next)?;
+        // Keys name the un-augmented sample; with per-sample augmentation the teacher must see
+        // the batch itself (the cache is not attached then, see teacher_cache::blocker).
+        if crate::teacher_cache::blocker(&self.session.config).is_none() {
+            batch.teacher_keys = Some(
+                batch
+                    .indices
+                    .iter()
+                    .map(|&i| crate::teacher_cache::key(i, false))
+                    .collect(),
+            );
+        }
         if self.session.config.data.augment.flips_whole_batches() && self.rng.gen_bool(0.5) {
             batch = batch.flipped()?;
         }
@@ -264,6 +289,7 @@ impl<'a> Trainer<'a> {
             distill,
             transfer: find(".transfer"),
             spectral: find(".spectral"),
+            logit_kd: find(crate::session::LOGIT_KD_DIAGNOSTIC),
             regulariser,
             total,
             lr,
@@ -346,6 +372,7 @@ impl<'a> Trainer<'a> {
             distill_total: a.distill / k,
             transfer: a.transfer.map(|v| v / k),
             spectral: a.spectral.map(|v| v / k),
+            logit_kd: a.logit_kd.map(|v| v / k),
             regulariser: a.regulariser / k,
             total_loss: a.total / k,
             lr,
