@@ -6,7 +6,7 @@
 //! the chosen setting then runs with every seed and the table reports the test split. Every cell
 //! is a run folder keyed by its config hash, so an interrupted reproduction resumes.
 
-mod grid;
+pub(crate) mod grid;
 mod report;
 mod runs;
 
@@ -209,6 +209,7 @@ fn reproduce_task(
 pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
     // candle's thread pool reads this once, before the first tensor op of the process.
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    crosskd_train::threads::serial_elementwise();
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }

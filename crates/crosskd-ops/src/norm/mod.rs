@@ -240,13 +240,20 @@ pub fn batch_norm_eval(
     check_affine(op, "running_var", Some(running_var), c)?;
     check_affine(op, "weight", weight, c)?;
     check_affine(op, "bias", bias, c)?;
+    // One affine map per channel, `y = x·s + t` with `s = weight/√(var + eps)` and
+    // `t = bias − mean·s`: the per-channel vectors are computed first (C elements), so `x` is
+    // read once, by the channel-affine kernel on the CPU, instead of by four broadcast ops.
     let inv_std = running_var.affine(1.0, eps)?.sqrt()?.recip()?;
-    let mut shape = vec![1usize; x.rank()];
-    shape[1] = c;
-    let xhat = x
-        .broadcast_sub(&running_mean.reshape(shape.as_slice())?)?
-        .broadcast_mul(&inv_std.reshape(shape.as_slice())?)?;
-    affine_along(&xhat, 1, weight, bias, true)
+    let scale = match weight {
+        Some(w) => (inv_std * w)?,
+        None => inv_std,
+    };
+    let shifted = (running_mean * &scale)?.neg()?;
+    let shift = match bias {
+        Some(b) => (shifted + b)?,
+        None => shifted,
+    };
+    affine_along(x, 1, Some(&scale), Some(&shift), true)
 }
 
 /// Group normalisation: the C channels of `x: (N, C, ...)` are split into `num_groups` groups and
