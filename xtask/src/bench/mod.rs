@@ -25,6 +25,9 @@ pub struct BenchArgs {
     /// cuda:N (needs xtask built with `--features cuda` and a GPU).
     #[arg(long, default_value = "cpu", value_parser = DeviceChoice::parse)]
     pub device: DeviceChoice,
+    /// students only: runs of each side per row (the median run is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
     /// students only: measure this row alone and print its JSON line (the bench runs every row
     /// and side in a process of its own this way).
     #[arg(long, hide = true)]
@@ -55,7 +58,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Some("train-step") => train_step::run(args.threads, args.device),
         Some("students") => match &args.row {
             Some(row) => students_row::run_part(row, &args.part, args.threads),
-            None => students::run(args.threads),
+            None => students::run(args.threads, args.repeats),
         },
         Some("ops") => ops(args.threads),
         Some(other) => {

@@ -97,52 +97,75 @@ fn torch_row(python: &str, row: &Row, threads: usize) -> anyhow::Result<Measured
     parse_last_line(&out, &format!("{} --arch {arch}", script.display()))
 }
 
+/// The record of the median run among `runs` by `key` (the upper median of an even count).
+fn median_run<T>(mut runs: Vec<T>, key: impl Fn(&T) -> f64) -> Option<T> {
+    runs.sort_by(|a, b| key(a).total_cmp(&key(b)));
+    let mid = runs.len() / 2;
+    runs.into_iter().nth(mid)
+}
+
+/// Measures `row` `repeats` times, the sides alternating (crosskd, PyTorch, trainer), and keeps
+/// each side's median run: a burst of load on a shared machine then hits one run of each side,
+/// not one side's every run.
+fn measure_row(
+    row: &Row,
+    threads: usize,
+    repeats: usize,
+    python: Option<&str>,
+) -> anyhow::Result<RowResult> {
+    let (mut ours, mut theirs, mut loops) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeats.max(1) {
+        let crosskd: Measured = child(row, "crosskd", threads)?;
+        if let Some(python) = python {
+            let m = torch_row(python, row, threads)?;
+            anyhow::ensure!(
+                m.parameters == crosskd.parameters,
+                "row {}: the PyTorch twin has {} trainable parameters, crosskd {}: the networks \
+                 drifted apart",
+                row.name,
+                m.parameters,
+                crosskd.parameters
+            );
+            theirs.push(m);
+        }
+        ours.push(crosskd);
+        loops.push(child::<TrainerMeasured>(row, "trainer", threads)?);
+    }
+    let steps = |m: &Measured| m.step_ms;
+    Ok(RowResult {
+        row: *row,
+        crosskd: median_run(ours, steps).context("no crosskd run")?,
+        trainer: median_run(loops, |t| t.samples_per_s).context("no trainer run")?,
+        torch: median_run(theirs, steps),
+    })
+}
+
 /// `cargo xtask bench students`.
-pub fn run(threads: usize) -> anyhow::Result<()> {
+pub fn run(threads: usize, repeats: usize) -> anyhow::Result<()> {
     let torch = python_with_torch();
     let (_, synthetic) = fashion_root()?;
     let mut results = Vec::new();
     for row in ROWS {
         println!("{} …", row.label());
-        let crosskd: Measured = child(&row, "crosskd", threads)?;
-        let torch_measured = match &torch {
-            Ok((python, _)) => {
-                let m = torch_row(python, &row, threads)?;
-                anyhow::ensure!(
-                    m.parameters == crosskd.parameters,
-                    "row {}: the PyTorch twin has {} trainable parameters, crosskd {}: the \
-                     networks drifted apart",
-                    row.name,
-                    m.parameters,
-                    crosskd.parameters
-                );
-                Some(m)
-            }
-            Err(_) => None,
-        };
-        let trainer: TrainerMeasured = child(&row, "trainer", threads)?;
+        let python = torch.as_ref().ok().map(|(p, _)| p.as_str());
+        let r = measure_row(&row, threads, repeats, python)?;
         println!(
             "  crosskd {:.1} ms/step ({:.0} samples/s, trainer logged {:.0}){}",
-            crosskd.step_ms,
-            crosskd.samples_per_s,
-            trainer.samples_per_s,
-            torch_measured
+            r.crosskd.step_ms,
+            r.crosskd.samples_per_s,
+            r.trainer.samples_per_s,
+            r.torch
                 .as_ref()
                 .map(|t| format!(", PyTorch {:.1} ms/step", t.step_ms))
                 .unwrap_or_default()
         );
-        results.push(RowResult {
-            row,
-            crosskd,
-            trainer,
-            torch: torch_measured,
-        });
+        results.push(r);
     }
     let torch_version = torch
         .as_ref()
         .map(|(_, v)| v.as_str())
         .map_err(|e| e.as_str());
-    let md = markdown(&results, threads, synthetic, torch_version);
+    let md = markdown(&results, threads, repeats, synthetic, torch_version);
     println!("\n{md}");
     super::report::write_section("students", &md)
 }
@@ -151,6 +174,7 @@ pub fn run(threads: usize) -> anyhow::Result<()> {
 fn markdown(
     results: &[RowResult],
     threads: usize,
+    repeats: usize,
     synthetic_fashion: bool,
     torch: Result<&str, &str>,
 ) -> String {
@@ -159,8 +183,9 @@ fn markdown(
          U-Net on rendered segmentation scenes, the small ResNet on {}; each without \
          distillation and with the random teacher (U-Net w16 d3, or the same small ResNet) read \
          through the inverted projector (FitNets, α = 1). Median of {TIMED_STEPS} steps after \
-         {WARMUP_STEPS} warm-up, every row and side in its own process, command \
-         `cargo xtask bench students --threads {threads}` (`xtask/src/bench/students.rs`, \
+         {WARMUP_STEPS} warm-up, every row and side in its own process, {repeats} runs of each \
+         side alternating and the median run kept, command \
+         `cargo xtask bench students --threads {threads} --repeats {repeats}` (`xtask/src/bench/students.rs`, \
          PyTorch twin `xtask/bench/students.py`{}), at commit {}.\n\n\
          Machine: {}.\n\n",
         if synthetic_fashion {
@@ -208,7 +233,7 @@ fn markdown(
     md.push_str(
         "\nThe trainer's own loop (`run_training_with`: one epoch of 24 steps of the same config \
          in its own process, with its data path, checks, logging and checkpoints) against the \
-         bench's step: the median of the `samples_per_s` it logged every 4 steps.\n\n\
+         bench's step: the median of the `samples_per_s` it logged every 4 steps (median run).\n\n\
          | student | bench samples/s | trainer samples/s | trainer/bench | trainer peak RSS MB |\n\
          |---|---|---|---|---|\n",
     );
@@ -278,11 +303,11 @@ mod tests {
                 torch: Some(measured(theirs)),
             })
             .collect();
-        let md = markdown(&results, 2, true, Ok("2.15.0"));
+        let md = markdown(&results, 2, 3, true, Ok("2.15.0"));
         let last = md.trim_end().lines().last().unwrap();
         assert_eq!(last, "ratio crosskd/pytorch (worst row): 0.90");
         assert!(md.contains("synthetic Fashion-MNIST-shaped"), "{md}");
-        let without = markdown(&results, 2, false, Err("no torch"));
+        let without = markdown(&results, 2, 1, false, Err("no torch"));
         assert!(
             without.contains("PyTorch column skipped: no torch."),
             "{without}"
