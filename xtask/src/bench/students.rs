@@ -202,8 +202,9 @@ fn markdown(
         super::report::machine_description(threads),
     );
     md.push_str(
-        "Phases in ms: data = rendering or decoding and collating the batch (PyTorch: indexing \
-         tensors held in memory); forward = student, head, task loss, projector and distillation \
+        "Phases in ms: data = rendering or decoding and collating the batch, every step on samples \
+         not seen before as in the trainer's first epoch (rendered scenes are cached after their \
+         first render; PyTorch: indexing tensors held in memory); forward = student, head, task loss, projector and distillation \
          loss; teacher = the frozen teacher's forward; backward; optimiser = gradient check, \
          AdamW and retraction. Peak RSS is the process's high-water mark (PyTorch's includes \
          about 0.4 GB of its own libraries).\n\n\

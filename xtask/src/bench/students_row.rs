@@ -26,9 +26,6 @@ pub const TIMED_STEPS: usize = 20;
 /// Steps of the trainer run (one epoch) and how often it logs `samples_per_s`.
 const TRAINER_STEPS: usize = 24;
 const TRAINER_LOG_INTERVAL: u64 = 4;
-/// Training samples the bench loop cycles through (rendered or decoded on every visit, as the
-/// trainer does).
-const BENCH_SAMPLES_BATCHES: usize = 8;
 
 /// One row: a student of the reproduction at one input size, with or without distillation.
 #[derive(Debug, Clone, Copy)]
@@ -260,7 +257,9 @@ fn load(session: &Session, indices: &[usize]) -> anyhow::Result<Batch> {
 /// `Session::losses` (split so that the teacher is timed alone), the finite checks, backward and
 /// the optimiser. `warmup` untimed steps come first; the medians are over `timed` steps.
 fn bench_steps(row: &Row, threads: usize, warmup: usize, timed: usize) -> anyhow::Result<Measured> {
-    let train_samples = BENCH_SAMPLES_BATCHES * row.batch;
+    // Every step reads samples not seen before, as in the trainer's first epoch: rendered scenes
+    // are cached after their first render, so a loop over a few batches would time the cache.
+    let train_samples = (warmup + timed) * row.batch;
     let config = row.config(threads, train_samples, 1)?;
     crosskd_train::threads::apply(config.threads);
     let session = Session::build(&config)?;
