@@ -206,10 +206,12 @@ fn markdown(
          not seen before as in the trainer's first epoch (rendered scenes are cached after their \
          first render; PyTorch: indexing tensors held in memory); forward = student, head, task loss, projector and distillation \
          loss; teacher = the frozen teacher's forward; backward; optimiser = gradient check, \
-         AdamW and retraction. Peak RSS is the process's high-water mark (PyTorch's includes \
+         AdamW and retraction. The time ratio is of whole steps (the last line's); the next column \
+         leaves the data phase out of both sides, whose data differ (rendered scenes against \
+         tensors in memory). Peak RSS is the process's high-water mark (PyTorch's includes \
          about 0.4 GB of its own libraries).\n\n\
-         | student | side | samples/s | ms/step | data | forward | teacher | backward | optimiser | peak RSS MB | crosskd/PyTorch time |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | student | side | samples/s | ms/step | data | forward | teacher | backward | optimiser | peak RSS MB | crosskd/PyTorch time | same, data phase left out |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut worst: Option<f64> = None;
     for r in results {
@@ -217,7 +219,13 @@ fn markdown(
         if let Some(x) = ratio {
             worst = Some(worst.map_or(x, |w: f64| w.max(x)));
         }
-        let ratio_text = ratio.map(|x| format!("{x:.2}")).unwrap_or_default();
+        let ratio_text = match (ratio, &r.torch) {
+            (Some(x), Some(t)) => {
+                let model = |m: &Measured| m.step_ms - m.phases_ms.data;
+                format!("{x:.2} | {:.2}", model(&r.crosskd) / model(t))
+            }
+            _ => " | ".to_string(),
+        };
         md.push_str(&table_line(
             &r.row.label(),
             "crosskd",
@@ -225,7 +233,7 @@ fn markdown(
             &ratio_text,
         ));
         if let Some(t) = &r.torch {
-            md.push_str(&table_line("", "PyTorch", t, ""));
+            md.push_str(&table_line("", "PyTorch", t, " | "));
         }
     }
     if let Err(why) = torch {
