@@ -22,8 +22,9 @@ pub fn apply(threads: usize) {
 /// sleeps, taking the core the convolution threads need next. The ops are memory-bound, so the
 /// split gains little. On this project's shared 2-core machine, unset against 1, back to back: a
 /// U-Net w8 student's step (`cargo xtask bench students --row unet-32 --part crosskd`) was
-/// 1.7–3.7 times slower, the reference U-Net's (`cargo xtask bench train-step --crosskd-only`)
-/// 1.1–1.6 times.
+/// 1.7–3.7 times slower while four other builds shared it, 1.15–1.25 times (also at 64 px) when
+/// it was quieter; the reference U-Net's (`cargo xtask bench train-step --crosskd-only`) 1.1–1.6
+/// times.
 /// Like `RAYON_NUM_THREADS`, it must be set before the first tensor operation.
 pub fn serial_elementwise() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
