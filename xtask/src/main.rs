@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run benchmarks (train-step, ops, render, loader) and update docs/benchmarks.md.
+    /// Run benchmarks (train-step, students, ops, render, loader) and update docs/benchmarks.md.
     Bench(bench::BenchArgs),
     /// Fuzz every parser of outside input (IDX, PNG, .pth, safetensors, TOML, JSON lines).
     Fuzz(fuzz::FuzzArgs),

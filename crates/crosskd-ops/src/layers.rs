@@ -8,6 +8,7 @@
 
 use candle_core::Tensor;
 
+use crate::activation::relu;
 use crate::conv::{conv2d, Conv2dConfig};
 use crate::fused;
 use crate::norm::BatchNorm2d;
@@ -55,10 +56,37 @@ impl BatchNorm2d {
                     [x] => (*x).clone(),
                     _ => Tensor::cat(inputs, 1)?,
                 };
-                let z = conv2d(&x, conv_weight, conv_bias, conv_cfg)?;
-                self.forward_relu(&z, train)
+                if train {
+                    let z = conv2d(&x, conv_weight, conv_bias, conv_cfg)?;
+                    self.forward_relu(&z, train)
+                } else {
+                    relu(&self.folded_conv_eval(&x, conv_weight, conv_bias, conv_cfg)?)
+                }
             }
         }
+    }
+
+    /// `self.forward_eval(conv2d(x, w) + b)` as one convolution. With fixed statistics the norm
+    /// is `z·s + t` per output channel ([`BatchNorm2d::eval_scale_shift`]), so it folds into the
+    /// convolution: `conv2d(x, w·s) + (b·s + t)`, computed on `C_out`-sized vectors and the weight
+    /// instead of on the activations — a frozen teacher's forward pass is all this. The folding
+    /// is made of differentiable ops, so gradients still reach `x`, the weights and the affine
+    /// parameters.
+    pub fn folded_conv_eval(
+        &self,
+        x: &Tensor,
+        conv_weight: &Tensor,
+        conv_bias: Option<&Tensor>,
+        conv_cfg: Conv2dConfig,
+    ) -> Result<Tensor> {
+        let (scale, shift) = self.eval_scale_shift(conv_weight.dtype())?;
+        let c = scale.dim(0)?;
+        let weight = conv_weight.broadcast_mul(&scale.reshape((c, 1, 1, 1))?)?;
+        let bias = match conv_bias {
+            Some(b) => ((b * &scale)? + shift)?,
+            None => shift,
+        };
+        conv2d(x, &weight, Some(&bias), conv_cfg)
     }
 
     /// [`Self::forward_conv_relu`] of `upsample_nearest2d(x, scale, scale)`, which the fused

@@ -340,3 +340,45 @@ fn upsampled_input_gradients_match_finite_differences() {
         TOL,
     );
 }
+
+/// Evaluation mode folds the norm into the convolution: with non-trivial running statistics and
+/// affine parameters it matches conv → batch_norm_eval → relu, and its gradients in the input, the
+/// convolution's weight and bias match finite differences.
+#[test]
+fn folded_evaluation_matches_the_separate_ops_and_finite_differences() {
+    let map = VarMap::new();
+    let vb = VarBuilder::from_varmap(&map, DType::F64, &Device::Cpu);
+    let bn = batch_norm2d(4, BatchNormConfig::default(), vb.pp("bn")).unwrap();
+    {
+        let data = map.data().lock().unwrap();
+        for (name, seed, offset) in [
+            ("bn.running_mean", 90, 0.0),
+            ("bn.running_var", 91, 0.5),
+            ("bn.weight", 92, 0.0),
+            ("bn.bias", 93, 0.0),
+        ] {
+            let v = random_f64(&[4], seed).unwrap();
+            let v = if offset > 0.0 {
+                (v.abs().unwrap() + offset).unwrap()
+            } else {
+                v
+            };
+            data[name].set(&v).unwrap();
+        }
+    }
+    let x = random_f64(&[2, 3, 5, 5], 94).unwrap();
+    let w = random_f64(&[4, 3, 3, 3], 95).unwrap();
+    let b = random_f64(&[4], 96).unwrap();
+    let c = cfg(1, 1, 1);
+    let folded = bn.forward_conv_relu(&x, &w, Some(&b), c, false).unwrap();
+    let z = conv2d(&x, &w, Some(&b), c).unwrap();
+    let separate = bn.forward_relu(&z, false).unwrap();
+    assert!(max_abs_diff(&values(&folded), &values(&separate)) < 1e-12);
+    assert_gradients(
+        "folded_conv_eval",
+        |a| Ok(bn.folded_conv_eval(&a[0], &a[1], Some(&a[2]), c)?),
+        &[x, w, b],
+        EPS,
+        TOL,
+    );
+}

@@ -3,6 +3,8 @@
 pub mod data;
 pub mod distill;
 pub mod report;
+pub mod students;
+pub mod students_row;
 pub mod train_step;
 
 use crosskd_train::device::DeviceChoice;
@@ -10,7 +12,8 @@ use crosskd_train::device::DeviceChoice;
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Which benchmark: train-step, distill, ops, render or loader (all when omitted).
+    /// Which benchmark: train-step, students, distill, ops, render or loader (all but students
+    /// when omitted).
     pub which: Option<String>,
     /// CPU threads used by every framework compared.
     #[arg(long, default_value_t = 2)]
@@ -23,12 +26,23 @@ pub struct BenchArgs {
     /// cuda:N (needs xtask built with `--features cuda` and a GPU).
     #[arg(long, default_value = "cpu", value_parser = DeviceChoice::parse)]
     pub device: DeviceChoice,
+    /// students only: runs of each side per row (the median run is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// students only: measure this row alone and print its JSON line (the bench runs every row
+    /// and side in a process of its own this way).
+    #[arg(long, hide = true)]
+    pub row: Option<String>,
+    /// students only, with `--row`: `crosskd` (the timed step) or `trainer` (the trainer's loop).
+    #[arg(long, hide = true, default_value = "crosskd")]
+    pub part: String,
 }
 
 /// Runs the selected benchmarks.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     // candle's gemm and rayon both read RAYON_NUM_THREADS; it must be set before the first use.
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    crosskd_train::threads::serial_elementwise();
     if args.device != DeviceChoice::Cpu && args.which.as_deref() != Some("train-step") {
         anyhow::bail!(
             "--device {} applies to `cargo xtask bench train-step` only: render, loader and ops \
@@ -44,10 +58,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         Some("train-step") => train_step::run(args.threads, args.device),
         Some("distill") => distill::run(args.threads),
+        Some("students") => match &args.row {
+            Some(row) => students_row::run_part(row, &args.part, args.threads),
+            None => students::run(args.threads, args.repeats),
+        },
         Some("ops") => ops(args.threads),
         Some(other) => {
             anyhow::bail!(
-                "unknown benchmark `{other}`: expected train-step, distill, ops, render or loader"
+                "unknown benchmark `{other}`: expected train-step, students, distill, ops, render or loader"
             )
         }
         None => {

@@ -67,3 +67,40 @@ pub fn machine_description(threads: usize) -> String {
         .unwrap_or(1);
     format!("{cpu}, {cores} logical cores, {threads} threads used")
 }
+
+/// The commit the workspace is at, e.g. `` `37e80ca` `` or `` `37e80ca` with uncommitted
+/// changes `` (changes to `docs/benchmarks.md` itself not counted), so a generated section says
+/// which code produced it.
+pub fn commit_description() -> String {
+    let root = workspace_root();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(hash) => {
+            // The document itself is left out: it holds the previous run's output.
+            let dirty = git(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":!docs/benchmarks.md",
+            ])
+            .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("`{hash}` with uncommitted changes")
+            } else {
+                format!("`{hash}`")
+            }
+        }
+        None => "unknown (not a git checkout)".to_string(),
+    }
+}

@@ -351,6 +351,7 @@ fn current_source(notes: &mut Vec<String>) -> Option<Source> {
 pub fn run(args: &ReproduceArgs) -> anyhow::Result<()> {
     // candle's thread pool reads this once, before the first tensor op of the process.
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
+    crosskd_train::threads::serial_elementwise();
     let budget = args.profile.budget();
     let seeds = args.seeds.unwrap_or(budget.seeds);
     if seeds == 0 {

@@ -240,13 +240,33 @@ pub fn batch_norm_eval(
     check_affine(op, "running_var", Some(running_var), c)?;
     check_affine(op, "weight", weight, c)?;
     check_affine(op, "bias", bias, c)?;
+    // The per-channel vectors are computed first (C elements), so `x` is read once, by the
+    // channel-affine kernel on the CPU, instead of by four broadcast ops.
+    let (scale, shift) = eval_scale_shift(running_mean, running_var, weight, bias, eps)?;
+    affine_along(x, 1, Some(&scale), Some(&shift), true)
+}
+
+/// Batch norm with fixed statistics as one affine map per channel, `y = x·s + t`:
+/// `s = weight / sqrt(running_var + eps)` and `t = bias − running_mean·s` (weight 1 and bias 0
+/// when absent). Differentiable in all four vectors.
+pub fn eval_scale_shift(
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<(Tensor, Tensor)> {
     let inv_std = running_var.affine(1.0, eps)?.sqrt()?.recip()?;
-    let mut shape = vec![1usize; x.rank()];
-    shape[1] = c;
-    let xhat = x
-        .broadcast_sub(&running_mean.reshape(shape.as_slice())?)?
-        .broadcast_mul(&inv_std.reshape(shape.as_slice())?)?;
-    affine_along(&xhat, 1, weight, bias, true)
+    let scale = match weight {
+        Some(w) => (inv_std * w)?,
+        None => inv_std,
+    };
+    let shifted = (running_mean * &scale)?.neg()?;
+    let shift = match bias {
+        Some(b) => (shifted + b)?,
+        None => shifted,
+    };
+    Ok((scale, shift))
 }
 
 /// Group normalisation: the C channels of `x: (N, C, ...)` are split into `num_groups` groups and
@@ -501,6 +521,24 @@ impl BatchNorm2d {
             &self.running_var.as_tensor().detach().to_dtype(dtype)?,
             self.weight.as_ref(),
             self.bias.as_ref(),
+            self.config.eps,
+        )
+    }
+
+    /// The evaluation-mode norm as `(s, t)` of `y = x·s + t` per channel, in `dtype` (see
+    /// [`eval_scale_shift`]).
+    pub fn eval_scale_shift(&self, dtype: candle_core::DType) -> Result<(Tensor, Tensor)> {
+        let weight = self
+            .weight
+            .as_ref()
+            .map(|w| w.to_dtype(dtype))
+            .transpose()?;
+        let bias = self.bias.as_ref().map(|b| b.to_dtype(dtype)).transpose()?;
+        eval_scale_shift(
+            &self.running_mean.as_tensor().detach().to_dtype(dtype)?,
+            &self.running_var.as_tensor().detach().to_dtype(dtype)?,
+            weight.as_ref(),
+            bias.as_ref(),
             self.config.eps,
         )
     }

@@ -23,6 +23,12 @@ mod trainer;
 
 pub use eval::{evaluate_session, write_plots};
 
+/// The training samples `indices` as one un-augmented batch on the session's device, built by the
+/// run's data loader exactly as the trainer's data phase builds one (the benchmarks time it).
+pub fn load_training_batch(session: &Session, indices: &[usize]) -> Result<crate::task::Batch> {
+    batches::load_batch(session, "training", &session.data.train, indices)
+}
+
 /// How a run is driven beyond its config.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
