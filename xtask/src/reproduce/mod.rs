@@ -474,55 +474,6 @@ mod tests {
         );
     }
 
-    /// The whole command on a toy budget: pilot, grid, paired report, regime curves.
-    #[test]
-    fn a_smoke_reproduction_writes_a_paired_report_beside_its_runs() -> anyhow::Result<()> {
-        let out = tempfile::tempdir()?;
-        let out_arg = out.path().to_string_lossy().to_string();
-        let a = args(&[
-            "--profile",
-            "smoke",
-            "--tasks",
-            "depth",
-            "--threads",
-            "1",
-            "--out",
-            &out_arg,
-            "--pretrained-weights",
-            "/nonexistent",
-            "--fashion-mnist",
-            "/nonexistent",
-        ]);
-        run(&a)?;
-        let report = std::fs::read_to_string(out.path().join("results.md"))?;
-        for expected in [
-            "**Not evidence.**",
-            "## Regime of the baseline",
-            "paired differences in test abs_rel",
-            "random teacher, inverted − no KD",
-            "cross-task teacher: inverted − standard",
-            "Power: the widest 95% half-width",
-            "teacher for depth: test miou",
-        ] {
-            assert!(
-                report.contains(expected),
-                "missing `{expected}` in:\n{report}"
-            );
-        }
-        assert!(out.path().join("img/results-baseline-curves.png").exists());
-        // Every trained cell records the code it ran at.
-        let runs: Vec<_> = std::fs::read_dir(out.path().join("runs"))?.collect::<Result<_, _>>()?;
-        assert!(!runs.is_empty());
-        for run in runs {
-            assert!(
-                run.path().join(provenance::CELL_FILE).exists(),
-                "{}",
-                run.path().display()
-            );
-        }
-        Ok(())
-    }
-
     /// Seed `s` must give the student the same initial weights, data order and flips in every
     /// variant, or the paired analysis pairs unrelated runs. With a learning rate that rounds to 0
     /// in f32 (validation wants one > 0) the student never learns, so its test metrics
