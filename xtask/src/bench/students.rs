@@ -241,8 +241,10 @@ fn markdown(
     }
     md.push_str(
         "\nThe trainer's own loop (`run_training_with`: one epoch of 24 steps of the same config \
-         in its own process, with its data path, checks, logging and checkpoints) against the \
-         bench's step: the median of the `samples_per_s` it logged every 4 steps (median run).\n\n\
+         in its own process, with its data path, checks, logging and checkpoints; \
+         `train.cache-teacher = \"off\"`, so that it runs the teacher every step like the bench's \
+         step and the twin — the default cache removes the teacher from the step, see the \
+         distill-step section) against the bench's step: the median of the `samples_per_s` it logged every 4 steps (median run).\n\n\
          | student | bench samples/s | trainer samples/s | trainer/bench | trainer peak RSS MB |\n\
          |---|---|---|---|---|\n",
     );

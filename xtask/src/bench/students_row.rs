@@ -351,7 +351,10 @@ fn bench_steps(row: &Row, threads: usize, warmup: usize, timed: usize) -> anyhow
 /// and returns the median of the `samples_per_s` it logged. Evaluation runs only after the last
 /// logged interval, so no interval includes it.
 fn trainer_loop(row: &Row, threads: usize) -> anyhow::Result<TrainerMeasured> {
-    let config = row.config(threads, TRAINER_STEPS * row.batch, 1)?;
+    let mut config = row.config(threads, TRAINER_STEPS * row.batch, 1)?;
+    // Like for like with the bench's step and the PyTorch twin, which run the teacher every
+    // step; the cache's effect has its own section (`cargo xtask bench distill`).
+    config.train.cache_teacher = crosskd_train::config::CacheTeacher::Off;
     let dir = std::env::temp_dir().join(format!(
         "crosskd-bench-students-{}-{}",
         row.name,
