@@ -181,7 +181,31 @@ struct CellRunner<'a> {
     cross_teacher: Option<PathBuf>,
 }
 
-impl CellRunner<'_> {
+impl<'a> CellRunner<'a> {
+    /// The runner of `task`'s cells, after training (or reusing) the in-house teacher of a
+    /// dense task, whose summary comes back with it.
+    fn open(
+        task: Task,
+        budget: &'a Budget,
+        inputs: &'a Inputs,
+        out: &'a Path,
+        progress: &mut Progress,
+    ) -> anyhow::Result<(Self, Option<RunSummary>)> {
+        let teacher = if task.is_dense() {
+            Some(cross_task_teacher(task, budget, inputs, out, progress)?)
+        } else {
+            None
+        };
+        let runner = CellRunner {
+            task,
+            budget,
+            inputs,
+            out,
+            cross_teacher: teacher.as_ref().map(|t| t.run_dir.clone()),
+        };
+        Ok((runner, teacher))
+    }
+
     fn run(
         &self,
         variant: &Variant,
@@ -220,18 +244,7 @@ fn reproduce_task(
     out: &Path,
     progress: &mut Progress,
 ) -> anyhow::Result<(TaskResult, Option<RunSummary>)> {
-    let teacher = if task.is_dense() {
-        Some(cross_task_teacher(task, budget, inputs, out, progress)?)
-    } else {
-        None
-    };
-    let runner = CellRunner {
-        task,
-        budget,
-        inputs,
-        out,
-        cross_teacher: teacher.as_ref().map(|t| t.run_dir.clone()),
-    };
+    let (runner, teacher) = CellRunner::open(task, budget, inputs, out, progress)?;
     let mut cells = Vec::new();
     for variant in grid::variants(task, inputs.pretrained_weights.is_some()) {
         let mut sweep = Vec::new();

@@ -10,7 +10,7 @@ use crosskd_train::config::Direction;
 use crosskd_train::{RunSummary, Task};
 
 use super::grid::{self, Budget, Inputs, Knob, TeacherKind, Variant};
-use super::{cross_task_teacher, CellRunner, Progress};
+use super::{CellRunner, Progress};
 
 /// Seeds the pilot trains per variant.
 pub const PILOT_SEEDS: u64 = 3;
@@ -62,18 +62,7 @@ pub fn pilot_task(
     out: &Path,
     progress: &mut Progress,
 ) -> anyhow::Result<Prediction> {
-    let teacher = if task.is_dense() {
-        Some(cross_task_teacher(task, budget, inputs, out, progress)?)
-    } else {
-        None
-    };
-    let runner = CellRunner {
-        task,
-        budget,
-        inputs,
-        out,
-        cross_teacher: teacher.as_ref().map(|t| t.run_dir.clone()),
-    };
+    let (runner, teacher) = CellRunner::open(task, budget, inputs, out, progress)?;
     let baseline_knob = grid::candidates(&Variant::NO_KD, budget)[0];
     let distilled = Variant::with_teacher(TeacherKind::Random, Direction::Inverted);
     let alpha = Knob::Alpha(budget.alphas[0]);
