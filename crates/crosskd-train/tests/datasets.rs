@@ -3,22 +3,14 @@
 //! `crosskd eval` and `crosskd predict` on the run. Bad layouts end with one error naming the
 //! file, never a panic.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 
 /// Runs the binary: exit code, stdout, stderr.
 fn crosskd(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_crosskd"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::crosskd_env(args, &[], &[])
 }
 
 fn mkdirs(path: &Path) {

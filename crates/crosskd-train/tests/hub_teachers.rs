@@ -7,6 +7,8 @@
 //! The weights are fake (constant tensors) but carry the real names and shapes of timm's
 //! MobileNetV2 state dict, from the manifest `models/manifests/timm-mobilenetv2_100.json`.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -20,18 +22,13 @@ const COMMIT: &str = "4c3b2a1f4c3b2a1f4c3b2a1f4c3b2a1f4c3b2a1f";
 
 /// Runs `crosskd` with `HF_HOME=hf_home` and the hub forbidden; returns (code, stdout, stderr).
 fn crosskd(hf_home: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_crosskd"))
-        .args(args)
-        .env("HF_HOME", hf_home)
-        .env("HF_HUB_OFFLINE", "1")
-        .env_remove("HF_HUB_CACHE")
-        .env_remove("RUST_BACKTRACE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    common::crosskd_env(
+        args,
+        &[
+            ("HF_HOME", hf_home.as_os_str()),
+            ("HF_HUB_OFFLINE", std::ffi::OsStr::new("1")),
+        ],
+        &["HF_HUB_CACHE"],
     )
 }
 

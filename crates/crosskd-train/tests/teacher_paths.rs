@@ -2,8 +2,9 @@
 //! folder and an exported file), its refusals before step 1, and the teacher-feature cache
 //! (`train.cache-teacher`), whose runs must be bit-identical to runs without it.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
@@ -12,39 +13,6 @@ use crosskd_train::config::Config;
 use crosskd_train::metrics_log::{read_records, Record};
 use crosskd_train::train::{run_training_with, RunOptions, StopReason};
 use crosskd_train::TrainError;
-
-/// Writes a tiny Fashion-MNIST look-alike (IDX files) whose class is the bright quadrant.
-fn write_idx_fixture(dir: &Path) {
-    let write = |name: &str, n: usize| {
-        let mut images = vec![0u8, 0, 8, 3];
-        let mut labels = vec![0u8, 0, 8, 1];
-        for v in [n as u32, 28, 28] {
-            images.extend_from_slice(&v.to_be_bytes());
-        }
-        labels.extend_from_slice(&(n as u32).to_be_bytes());
-        for i in 0..n {
-            let class = (i * 7 + 3) % 4;
-            labels.push(class as u8);
-            for y in 0..28 {
-                for x in 0..28 {
-                    let quadrant = (y / 14) * 2 + x / 14;
-                    let noise = ((i * 31 + y * 7 + x * 13) % 40) as u8;
-                    images.push(if quadrant == class {
-                        200 + noise / 4
-                    } else {
-                        noise
-                    });
-                }
-            }
-        }
-        let mut f = std::fs::File::create(dir.join(format!("{name}-images-idx3-ubyte"))).unwrap();
-        f.write_all(&images).unwrap();
-        let mut f = std::fs::File::create(dir.join(format!("{name}-labels-idx1-ubyte"))).unwrap();
-        f.write_all(&labels).unwrap();
-    };
-    write("train", 72);
-    write("t10k", 16);
-}
 
 /// A small classification run on the IDX fixture in `data`, with `extra` TOML appended.
 fn classification(data: &Path, extra: &str) -> Result<Config, TrainError> {
@@ -169,7 +137,7 @@ fn assert_cache_is_invisible(config: &Config) -> (tempfile::TempDir, tempfile::T
 #[test]
 fn logit_kd_trains_from_a_crosskd_classification_run_and_its_export() {
     let data = tempfile::tempdir().unwrap();
-    write_idx_fixture(data.path());
+    common::write_fake_fashion_mnist(data.path(), 72, 16);
     let teacher_dir = tempfile::tempdir().unwrap();
     let teacher = classification(data.path(), "").unwrap();
     run_training_with(&teacher, teacher_dir.path(), &RunOptions::default()).unwrap();
@@ -212,7 +180,7 @@ fn logit_kd_trains_from_a_torchvision_classifier_over_the_same_labels() {
     // A random ResNet-18 stands in for an ImageNet teacher: same classifier path (`fc`, the
     // `logits` tap), with as many outputs as the data set has labels; RGB inputs for it.
     let data = tempfile::tempdir().unwrap();
-    write_idx_fixture(data.path());
+    common::write_fake_fashion_mnist(data.path(), 72, 16);
     let student = classification(
         data.path(),
         "[teacher]\nkind = \"random\"\n[teacher.architecture]\narch = \"resnet\"\ndepth = 18\n\
@@ -232,7 +200,7 @@ fn logit_kd_trains_from_a_torchvision_classifier_over_the_same_labels() {
 #[test]
 fn logit_kd_where_it_cannot_work_is_refused_before_training() {
     let data = tempfile::tempdir().unwrap();
-    write_idx_fixture(data.path());
+    common::write_fake_fashion_mnist(data.path(), 72, 16);
     let key_of = |e: TrainError| match e {
         TrainError::Config { key, message, .. } => (key, message),
         other => panic!("expected a config error, got {other}"),

@@ -1,6 +1,8 @@
 //! End-to-end training runs on tiny data: every task learns, runs are reproducible, a stopped run
 //! resumes bit-identically, and a non-finite loss stops the run naming the step.
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 
@@ -106,48 +108,10 @@ fn translation_learns_with_a_standard_projector() {
     assert_learns(&c);
 }
 
-/// Writes a tiny Fashion-MNIST look-alike whose class is the bright quadrant and stripe pattern
-/// of the image, in the IDX format of the real files.
-fn write_fake_fashion_mnist(dir: &Path) {
-    let write = |name: &str, n: usize| {
-        let mut images = vec![0u8, 0, 8, 3];
-        let mut labels = vec![0u8, 0, 8, 1];
-        for v in [n as u32, 28, 28] {
-            images.extend_from_slice(&v.to_be_bytes());
-        }
-        labels.extend_from_slice(&(n as u32).to_be_bytes());
-        for i in 0..n {
-            let class = (i * 7 + 3) % 4;
-            labels.push(class as u8);
-            for y in 0..28 {
-                for x in 0..28 {
-                    let quadrant = (y / 14) * 2 + x / 14;
-                    let noise = ((i * 31 + y * 7 + x * 13) % 40) as u8;
-                    images.push(if quadrant == class {
-                        200 + noise / 4
-                    } else {
-                        noise
-                    });
-                }
-            }
-        }
-        std::fs::File::create(dir.join(format!("{name}-images-idx3-ubyte")))
-            .unwrap()
-            .write_all(&images)
-            .unwrap();
-        std::fs::File::create(dir.join(format!("{name}-labels-idx1-ubyte")))
-            .unwrap()
-            .write_all(&labels)
-            .unwrap();
-    };
-    write("train", 96);
-    write("t10k", 32);
-}
-
 #[test]
 fn classification_learns_on_idx_files() {
     let data = tempfile::tempdir().unwrap();
-    write_fake_fashion_mnist(data.path());
+    common::write_fake_fashion_mnist(data.path(), 96, 32);
     let root = data.path().display().to_string().replace('\\', "/");
     let mut c = tiny("classification", "");
     c = c
