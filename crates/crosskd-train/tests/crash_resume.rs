@@ -3,13 +3,14 @@
 //! resumed run must end with exactly the files of an uninterrupted run (metrics bit for bit, the
 //! machine-dependent `samples_per_s` aside) and the signals must give exit codes 130 and 143.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crosskd_train::checkpoint::PAUSE_HOOK_ENV;
-use crosskd_train::metrics_log::read_records;
 
 const CONFIG: &str = r#"task = "depth"
 seed = 3
@@ -75,15 +76,7 @@ fn run(mut cmd: Command) -> (i32, String) {
 
 /// `metrics.jsonl` without the throughput, plus the test metrics of `summary.json`.
 fn final_state(dir: &Path) -> (Vec<String>, serde_json::Value) {
-    let records = read_records(&dir.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(&r).unwrap();
-            v.as_object_mut().unwrap().remove("samples_per_s");
-            v.to_string()
-        })
-        .collect();
+    let records = common::comparable_metrics(dir);
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     (records, summary["test"].clone())

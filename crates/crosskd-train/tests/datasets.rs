@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::Path;
 
 /// Runs the binary: exit code, stdout, stderr.
@@ -115,43 +114,6 @@ fn write_image_folder(root: &Path, per_class_train: u32, per_class_test: u32) {
             );
         }
     }
-}
-
-/// Fashion-MNIST IDX files (uncompressed) with four classes.
-fn write_fashion_mnist(root: &Path) {
-    std::fs::create_dir_all(root).unwrap();
-    let write = |name: &str, n: u32| {
-        let mut images = vec![0u8, 0, 8, 3];
-        let mut labels = vec![0u8, 0, 8, 1];
-        for v in [n, 28, 28] {
-            images.extend_from_slice(&v.to_be_bytes());
-        }
-        labels.extend_from_slice(&n.to_be_bytes());
-        for i in 0..n {
-            let class = (i * 7 + 3) % 4;
-            labels.push(class as u8);
-            for y in 0..28 {
-                for x in 0..28 {
-                    let quadrant = (y / 14) * 2 + x / 14;
-                    images.push(if quadrant == class {
-                        220
-                    } else {
-                        (i + x) as u8 % 40
-                    });
-                }
-            }
-        }
-        std::fs::File::create(root.join(format!("{name}-images-idx3-ubyte")))
-            .unwrap()
-            .write_all(&images)
-            .unwrap();
-        std::fs::File::create(root.join(format!("{name}-labels-idx1-ubyte")))
-            .unwrap()
-            .write_all(&labels)
-            .unwrap();
-    };
-    write("train", 24);
-    write("t10k", 8);
 }
 
 const UNET: &str =
@@ -283,7 +245,7 @@ fn image_folder_layout_trains_evaluates_and_predicts() {
 fn fashion_mnist_layout_trains_evaluates_and_predicts() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("fashion");
-    write_fashion_mnist(&root);
+    common::write_fake_fashion_mnist(&root, 24, 8);
     let input = dir.path().join("shirt.png");
     grey8_png(
         &input,

@@ -42,19 +42,6 @@ fn depth(extra_train: &str) -> Config {
     Config::from_toml_str(&text, &[], None).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The metrics lines without the machine-dependent throughput.
-fn comparable(dir: &Path) -> Vec<String> {
-    read_records(&dir.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(&r).unwrap();
-            v.as_object_mut().unwrap().remove("samples_per_s");
-            v.to_string()
-        })
-        .collect()
-}
-
 /// Every tensor of the run's last checkpoint as raw f32 bits.
 fn last_weights(dir: &Path) -> HashMap<String, Vec<u32>> {
     let ck = Checkpoint::load(&dir.join("checkpoints/last.safetensors"), &Device::Cpu).unwrap();
@@ -121,7 +108,10 @@ fn assert_cache_is_invisible(config: &Config) -> (tempfile::TempDir, tempfile::T
     );
     assert!(has_cache(a.path()), "cache-teacher = on wrote no cache");
     assert!(!has_cache(b.path()), "cache-teacher = off wrote a cache");
-    assert_eq!(comparable(a.path()), comparable(b.path()));
+    assert_eq!(
+        common::comparable_metrics(a.path()),
+        common::comparable_metrics(b.path())
+    );
     let (wa, wb) = (last_weights(a.path()), last_weights(b.path()));
     assert_eq!(wa.len(), wb.len());
     for (name, bits) in &wa {
@@ -298,7 +288,10 @@ fn the_teacher_cache_leaves_a_feature_distillation_run_bit_identical() {
         .filter_map(|e| e.ok())
         .count();
     assert_eq!(caches, 1);
-    assert_eq!(comparable(dir.path()), comparable(off.path()));
+    assert_eq!(
+        common::comparable_metrics(dir.path()),
+        common::comparable_metrics(off.path())
+    );
 }
 
 #[test]

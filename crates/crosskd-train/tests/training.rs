@@ -126,18 +126,6 @@ fn classification_learns_on_idx_files() {
     assert_learns(&c);
 }
 
-fn comparable(dir: &Path) -> Vec<String> {
-    read_records(&dir.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .map(|r| {
-            let mut v = serde_json::to_value(&r).unwrap();
-            v.as_object_mut().unwrap().remove("samples_per_s");
-            v.to_string()
-        })
-        .collect()
-}
-
 #[test]
 fn same_seed_gives_identical_metrics_and_stop_resume_continues_bit_identically() {
     let c = tiny(
@@ -156,7 +144,10 @@ fn same_seed_gives_identical_metrics_and_stop_resume_continues_bit_identically()
     let resumed = tempfile::tempdir().unwrap();
     run_training_with(&c, full.path(), &RunOptions::default()).unwrap();
     run_training_with(&c, again.path(), &RunOptions::default()).unwrap();
-    assert_eq!(comparable(full.path()), comparable(again.path()));
+    assert_eq!(
+        common::comparable_metrics(full.path()),
+        common::comparable_metrics(again.path())
+    );
 
     // Stop mid-epoch and off the logging grid (4 steps per epoch, log every 4), then resume.
     let stop = RunOptions {
@@ -182,7 +173,10 @@ fn same_seed_gives_identical_metrics_and_stop_resume_continues_bit_identically()
     )
     .unwrap();
     assert_eq!((s.stop, s.steps), (StopReason::Finished, 24));
-    assert_eq!(comparable(full.path()), comparable(resumed.path()));
+    assert_eq!(
+        common::comparable_metrics(full.path()),
+        common::comparable_metrics(resumed.path())
+    );
 }
 
 #[test]
@@ -295,7 +289,10 @@ fn a_damaged_last_checkpoint_falls_back_to_previous() {
     };
     let s = run_training_with(&c, dir.path(), &resume).unwrap();
     assert_eq!((s.stop, s.steps), (StopReason::Finished, 24));
-    assert_eq!(comparable(full.path()), comparable(dir.path()));
+    assert_eq!(
+        common::comparable_metrics(full.path()),
+        common::comparable_metrics(dir.path())
+    );
 
     // With `previous` damaged too, the error names the files instead of guessing.
     let dir = tempfile::tempdir().unwrap();

@@ -26,6 +26,22 @@ pub fn crosskd_env(args: &[&str], set: &[(&str, &OsStr)], unset: &[&str]) -> (i3
     )
 }
 
+/// A run's `metrics.jsonl` lines without the machine-dependent throughput: equal for two runs
+/// exactly when they logged the same numbers.
+pub fn comparable_metrics(dir: &Path) -> Vec<String> {
+    crosskd_train::metrics_log::read_records(&dir.join("metrics.jsonl"))
+        .expect("reading metrics.jsonl")
+        .into_iter()
+        .map(|r| {
+            let mut v = serde_json::to_value(&r).expect("a record as JSON");
+            v.as_object_mut()
+                .expect("a record is an object")
+                .remove("samples_per_s");
+            v.to_string()
+        })
+        .collect()
+}
+
 /// Writes a tiny Fashion-MNIST look-alike in the IDX format of the real files (`train` with
 /// `train_n` images, `t10k` with `test_n`): 28×28 images whose class (0–3) is their bright
 /// quadrant, so a small network learns it in a few steps.
@@ -52,6 +68,7 @@ pub fn write_fake_fashion_mnist(dir: &Path, train_n: usize, test_n: usize) {
                 }
             }
         }
+        std::fs::create_dir_all(dir).expect("creating the IDX folder");
         for (kind, bytes) in [("images-idx3", &images), ("labels-idx1", &labels)] {
             std::fs::File::create(dir.join(format!("{name}-{kind}-ubyte")))
                 .and_then(|mut f| f.write_all(bytes))
