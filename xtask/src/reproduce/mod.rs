@@ -249,7 +249,7 @@ fn reproduce_task(
     for variant in grid::variants(task, inputs.pretrained_weights.is_some()) {
         let mut sweep = Vec::new();
         let mut chosen: Option<(Knob, f64, RunSummary)> = None;
-        for knob in grid::candidates(&variant, budget) {
+        for knob in grid::candidates(&variant, task, budget) {
             let summary = runner.run(&variant, knob, 0, progress)?;
             let score = summary
                 .best
@@ -305,11 +305,19 @@ fn tasks_and_inputs(args: &ReproduceArgs) -> anyhow::Result<(Vec<Task>, Inputs, 
         }
     }
     let mut notes = Vec::new();
-    let pretrained = args
-        .pretrained_weights
-        .exists()
+    let image_size = args.profile.budget().image_size;
+    let pretrained = (args.pretrained_weights.exists() && image_size >= grid::PRETRAINED_MIN_SIZE)
         .then(|| args.pretrained_weights.clone());
-    if pretrained.is_none() {
+    if image_size < grid::PRETRAINED_MIN_SIZE {
+        notes.push(format!(
+            "No pretrained rows: the {} profile's {image_size}×{image_size} images would leave \
+             MobileNetV2's last features at 1×1, a spatially constant teacher; they need at least \
+             {}×{} (the full profile).",
+            args.profile.name(),
+            grid::PRETRAINED_MIN_SIZE,
+            grid::PRETRAINED_MIN_SIZE
+        ));
+    } else if pretrained.is_none() {
         notes.push(format!(
             "No pretrained rows: {} is absent. Convert torchvision's MobileNetV2 checkpoint with \
              `crosskd import-weights --from mobilenet_v2-b0353104.pth --out {}` (see ../shared/docs/data.md \

@@ -44,7 +44,7 @@ pub fn grid_cells(task: Task, budget: &Budget, seeds: u64, pretrained: bool) -> 
     let variants = grid::variants(task, pretrained);
     let sweep: usize = variants
         .iter()
-        .map(|v| grid::candidates(v, budget).len())
+        .map(|v| grid::candidates(v, task, budget).len())
         .sum();
     sweep + variants.len() * (seeds as usize - 1) + usize::from(task.is_dense())
 }
@@ -63,7 +63,7 @@ pub fn pilot_task(
     progress: &mut Progress,
 ) -> anyhow::Result<Prediction> {
     let (runner, teacher) = CellRunner::open(task, budget, inputs, out, progress)?;
-    let baseline_knob = grid::candidates(&Variant::NO_KD, budget)[0];
+    let baseline_knob = grid::candidates(&Variant::NO_KD, task, budget)[0];
     let distilled = Variant::with_teacher(TeacherKind::Random, Direction::Inverted);
     let alpha = Knob::Alpha(budget.alphas[0]);
     let mut baseline = Vec::new();

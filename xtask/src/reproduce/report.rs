@@ -359,7 +359,7 @@ The claims concern students trained to convergence on few labelled \
         };
         let mut md = format!(
             "Setup ({profile} profile). Dense tasks: {s}×{s} rendered scenes, {} training / {} validation / {} test \
-             images, student `{}` (tap `bottleneck`), {} epochs, batch {}, {:?} lr {}, {:?} schedule. Teachers: a \
+             images, student `{}` (tap `bottleneck`), {} epochs, batch {}{}, {:?} lr {}, {:?} schedule. Teachers: a \
              frozen random `{}`; the same architecture trained by this command for {} epochs on a *different* task \
              (segmentation teaches depth and translation, depth teaches segmentation). Distillation: FitNets-style \
              MSE between the student's bottleneck and the teacher's default tap through a 1×1 projector in either \
@@ -367,7 +367,7 @@ The claims concern students trained to convergence on few labelled \
              tail spectral regulariser. Classification: Fashion-MNIST, {} training images ({} more held out for \
              validation), {} test images, student `{}`, {} epochs, batch {}.\n\n\
              Sweep, the same number of candidates for every variant, scored on the validation split at seed 0: \
-             weight decay ∈ {:?} for the no-KD baseline, α ∈ {:?} for distillation rows, (λ, k) ∈ {:?} for the \
+             weight decay ∈ {:?} (dense tasks) and {:?} (classification) for the no-KD baseline, the first of each for every other variant, α ∈ {:?} for distillation rows, (λ, k) ∈ {:?} for the \
              regulariser. The chosen value is in the `chosen` column; all seeds then run with it. Seed `s` fixes the \
              student's initial weights, data order and flips in every variant, so comparisons are paired: the \
              verdicts below are *better*/*worse* only when the 95% Student-t interval of the per-seed difference \
@@ -379,6 +379,11 @@ The claims concern students trained to convergence on few labelled \
             arch(&dense),
             b.epochs,
             dense.train.batch_size,
+            if b.dense_augment {
+                " (random horizontal flips of whole batches)"
+            } else {
+                ""
+            },
             dense.optimiser.kind,
             dense.optimiser.lr,
             dense.schedule.kind,
@@ -390,7 +395,8 @@ The claims concern students trained to convergence on few labelled \
             arch(&cls),
             b.cls_epochs,
             cls.train.batch_size,
-            b.baseline_weight_decays,
+            b.dense_weight_decays,
+            b.weight_decays,
             b.alphas,
             b.regulariser,
             s = b.image_size,
