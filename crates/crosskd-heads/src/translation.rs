@@ -375,6 +375,32 @@ mod tests {
     }
 
     #[test]
+    fn ssim_of_a_batch_is_the_mean_of_its_images() {
+        let (n, c, h, w) = (3, 2, 12, 14);
+        let p = random_f64(&[n, c, h, w], 31).unwrap();
+        let t = random_f64(&[n, c, h, w], 32).unwrap();
+        let unit = |x: &Tensor| {
+            to_f64_vec(x)
+                .unwrap()
+                .iter()
+                .map(|v| ((v + 1.0) / 2.0).clamp(0.0, 1.0))
+                .collect::<Vec<_>>()
+        };
+        let (pu, tu) = (unit(&p), unit(&t));
+        let per = c * h * w;
+        let expected = (0..n)
+            .map(|i| {
+                let r = i * per..(i + 1) * per;
+                ssim_reference(&pu[r.clone()], &tu[r], c, h, w)
+            })
+            .sum::<f64>()
+            / n as f64;
+        let mut m = TranslationMetrics::new();
+        m.update(&p, &t, None).unwrap();
+        assert!((m.compute()["ssim"] - expected).abs() < 1e-12);
+    }
+
+    #[test]
     fn psnr_is_a_mean_over_images() {
         // Image A differs by 0.25 everywhere on [0, 1] (psnr 40·log10 2); image B by 0.5
         // (MSE 0.25, psnr 20·log10 2). Mean = 30·log10 2; l1 pools values: (0.25 + 0.5) / 2.
