@@ -601,7 +601,8 @@ pub enum ListCommand {
 /// Runs `crosskd eval`.
 pub fn eval_command(run: &Path, split: SplitArg, device: Option<&str>, json: bool) -> Result<()> {
     let session = crate::train::load_run_on(run, device)?;
-    let metrics = crate::train::evaluate_session(&session, split.name())?;
+    let metrics =
+        crate::threads::on_compute_pool(|| crate::train::evaluate_session(&session, split.name()))?;
     if json {
         println!("{}", crate::json_float::metrics_json(&metrics));
         return Ok(());

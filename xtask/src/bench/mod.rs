@@ -8,6 +8,7 @@ pub mod students_row;
 pub mod train_step;
 
 use crosskd_train::device::DeviceChoice;
+use crosskd_train::threads::on_compute_pool;
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args)]
@@ -42,7 +43,7 @@ pub struct BenchArgs {
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     // candle's gemm and rayon both read RAYON_NUM_THREADS; it must be set before the first use.
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
-    crosskd_train::threads::serial_elementwise();
+    crosskd_train::threads::apply(args.threads);
     if args.device != DeviceChoice::Cpu && args.which.as_deref() != Some("train-step") {
         anyhow::bail!(
             "--device {} applies to `cargo xtask bench train-step` only: render, loader and ops \
@@ -53,10 +54,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match args.which.as_deref() {
         Some("render") => data::render(args.threads),
         Some("loader") => data::loader(args.threads),
+        // Every column on a compute thread, as `run_training_with` runs the trainer.
         Some("train-step") if args.crosskd_only => {
-            train_step::run_crosskd_only(args.threads, args.device)
+            on_compute_pool(|| train_step::run_crosskd_only(args.threads, args.device))
         }
-        Some("train-step") => train_step::run(args.threads, args.device),
+        Some("train-step") => on_compute_pool(|| train_step::run(args.threads, args.device)),
         Some("distill") => distill::run(args.threads),
         Some("students") => match &args.row {
             Some(row) => students_row::run_part(row, &args.part, args.threads),
@@ -69,7 +71,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             )
         }
         None => {
-            train_step::run(args.threads, DeviceChoice::Cpu)?;
+            on_compute_pool(|| train_step::run(args.threads, DeviceChoice::Cpu))?;
             distill::run(args.threads)?;
             data::render(args.threads)?;
             data::loader(args.threads)

@@ -217,7 +217,12 @@ pub fn run_part(name: &str, part: &str, threads: usize) -> anyhow::Result<()> {
     let row = Row::by_name(name)?;
     let line = match part {
         "crosskd" => {
-            serde_json::to_string(&bench_steps(&row, threads, WARMUP_STEPS, TIMED_STEPS)?)?
+            // On a compute thread, as `run_training_with` runs the trainer's loop.
+            crosskd_train::threads::apply(threads);
+            let measured = crosskd_train::threads::on_compute_pool(|| {
+                bench_steps(&row, threads, WARMUP_STEPS, TIMED_STEPS)
+            })?;
+            serde_json::to_string(&measured)?
         }
         "trainer" => serde_json::to_string(&trainer_loop(&row, threads)?)?,
         other => anyhow::bail!("unknown part `{other}`: expected crosskd or trainer"),

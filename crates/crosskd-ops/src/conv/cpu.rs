@@ -162,6 +162,11 @@ mod tests {
                 >= 7
         );
         assert!(gs.iter().filter(|g| !implicit::supports(g)).count() >= 3);
+        // Both orientations of the implicit forward gemm (the input gradient is a forward too).
+        let implicit_outputs = gs.iter().filter(|g| implicit::supports(g)).map(|g| g.c_out);
+        let (few, many): (Vec<usize>, Vec<usize>) =
+            implicit_outputs.partition(|&c| c < implicit::CHANNEL_MAJOR_BELOW);
+        assert!(few.len() >= 3 && many.len() >= 2, "{few:?} {many:?}");
     }
 
     /// `⟨conv(x, w), dy⟩ = ⟨x, input_grad(dy, w)⟩ = ⟨w, weight_grad(x, dy)⟩` on both kernel

@@ -162,6 +162,11 @@ pub(crate) fn forward_parts<T: WithScratch>(
     };
     for_each_image(g.n, sizes, og * p, |i, y_img, s, threads| {
         grid.pad_channels_last(parts, scale, i, &mut s.image);
+        if og < CHANNEL_MAJOR_BELOW {
+            return forward_channel_major(
+                g, &grid, &wr, bias, &s.image, &mut s.out, y_img, threads,
+            );
+        }
         let out = &mut s.out[..pv * og];
         // The bias enters as the first gemm's initial value: no extra pass over the output.
         if let Some(b) = bias {
@@ -182,6 +187,52 @@ pub(crate) fn forward_parts<T: WithScratch>(
             transpose_strided(src, g.wo, og, og, &mut y_img[oh * g.wo..], p);
         }
     })
+}
+
+/// Output channel counts below which the forward gemm is formed channel-major.
+pub(crate) const CHANNEL_MAJOR_BELOW: usize = 16;
+
+/// One image of [`forward_parts`] for few output channels: `Yv (og × pv) = Σ_ki Wr_ki · view_kiᵀ`.
+/// The gemm crate runs its register block down the destination's contiguous axis; pixel-major
+/// `(pv × og)` would put `og` there, half a vector for 8 channels.
+#[allow(clippy::too_many_arguments)]
+fn forward_channel_major<T: Float>(
+    g: &Geometry,
+    grid: &Grid,
+    wr: &[T],
+    bias: Option<&[T]>,
+    image: &[T],
+    scratch: &mut [T],
+    y_img: &mut [T],
+    threads: usize,
+) {
+    let (og, k, p, pv, run) = (g.c_out, g.k_len(), g.p_len(), grid.pv(), grid.run());
+    let out = &mut scratch[..og * pv];
+    if let Some(b) = bias {
+        for (plane, &v) in out.chunks_mut(pv).zip(b) {
+            plane.fill(v);
+        }
+    }
+    for ki in 0..g.kh {
+        let w_row = Mat::view(&wr[ki * run..], og, run, k, 1);
+        let start = ki * grid.wp * grid.c;
+        let patches_t = Mat::view(&image[start..grid.image_len()], run, pv, 1, grid.c);
+        gemm(
+            og,
+            pv,
+            run,
+            out,
+            bias.is_some() || ki > 0,
+            w_row,
+            patches_t,
+            threads,
+        );
+    }
+    for (plane, dst) in out.chunks(pv).zip(y_img.chunks_mut(p)) {
+        for (line, dst) in plane.chunks(grid.wp).zip(dst.chunks_mut(g.wo)) {
+            dst.copy_from_slice(&line[..g.wo]);
+        }
+    }
 }
 
 /// `dw = ∂⟨conv(x, w), dy⟩/∂w` summed over the batch, for a geometry [`supports`] accepts.

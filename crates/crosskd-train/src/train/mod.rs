@@ -140,6 +140,12 @@ pub fn run_training_with(
     run_dir: &Path,
     options: &RunOptions,
 ) -> Result<RunSummary> {
+    crate::threads::apply(config.threads);
+    crate::threads::on_compute_pool(|| train_to_the_end(config, run_dir, options))
+}
+
+/// The loop of [`run_training_with`]: open, steps with their evaluations, finish.
+fn train_to_the_end(config: &Config, run_dir: &Path, options: &RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
     let mut trainer = trainer::Trainer::open(config, run_dir, options)?;
     let mut stop = StopReason::Finished;
