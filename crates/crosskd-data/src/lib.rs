@@ -10,7 +10,7 @@
 //! - [`sources`]: readers for data on disk.
 //!
 //! Allowed dependencies: candle-core, image, flate2, rand, rand_chacha, serde, thiserror,
-//! crossbeam-channel. No other workspace crate (data sits below train and xtask only).
+//! crossbeam-channel, rayon. No other workspace crate (data sits below train and xtask only).
 
 mod augment;
 mod dataset;

@@ -12,6 +12,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::augment::AugmentConfig;
@@ -258,8 +259,7 @@ impl Shared {
                 "a batch needs at least one sample".into(),
             ));
         }
-        let mut samples = Vec::with_capacity(indices.len());
-        for &index in indices {
+        let load = |&index: &usize| -> Result<Sample> {
             let wrap = |e: DataError| DataError::Sample {
                 index,
                 source: Box::new(e),
@@ -268,14 +268,23 @@ impl Shared {
             sample
                 .check_sizes(&format!("sample {index}"))
                 .map_err(wrap)?;
-            let sample = if cfg.augment.is_identity() {
-                sample
+            if cfg.augment.is_identity() {
+                return Ok(sample);
+            }
+            let mut rng = sample_rng(cfg.seed, epoch, index);
+            cfg.augment.apply(sample, &mut rng).map_err(wrap)
+        };
+        // On a compute thread (a trainer building its batch between steps, no background
+        // workers) the samples are rendered or decoded over the compute threads, which would
+        // otherwise wait; a background worker keeps to its own core. Either way the first
+        // failing sample in batch order is the one reported.
+        let loaded: Vec<Result<Sample>> =
+            if rayon::current_thread_index().is_some() && indices.len() > 1 {
+                indices.par_iter().map(load).collect()
             } else {
-                let mut rng = sample_rng(cfg.seed, epoch, index);
-                cfg.augment.apply(sample, &mut rng).map_err(wrap)?
+                indices.iter().map(load).collect()
             };
-            samples.push(sample);
-        }
+        let samples = loaded.into_iter().collect::<Result<Vec<_>>>()?;
         let partial = indices.len() < cfg.batch_size;
         let images = stack_images(&samples, indices, &cfg.normalization)?;
         let target = stack_targets(&samples, indices, cfg.num_classes)?;
@@ -696,6 +705,48 @@ mod tests {
         seen.sort_unstable();
         seen.dedup();
         assert_eq!(seen.len(), 16);
+    }
+
+    /// A batch built on a compute-pool thread (samples loaded in parallel) is the batch built on
+    /// any other thread, and a failing sample is reported as it would be there.
+    #[test]
+    fn batches_built_on_a_compute_thread_are_the_same() {
+        let config = LoaderConfig {
+            batch_size: 6,
+            seed: 3,
+            augment: AugmentConfig {
+                crop_scale: [0.5, 1.0],
+                output_size: Some([2, 2]),
+                horizontal_flip: true,
+                brightness: 0.3,
+                ..AugmentConfig::default()
+            },
+            ..LoaderConfig::default()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let indices = [7, 2, 11, 0, 5, 9];
+        let plain = loader(toy(12, "seg"), config.clone());
+        let serial = fingerprint(&plain.batch(2, &indices).unwrap());
+        let parallel = pool.install(|| {
+            assert!(rayon::current_thread_index().is_some());
+            fingerprint(&plain.batch(2, &indices).unwrap())
+        });
+        assert_eq!(serial, parallel);
+
+        let failing = loader(
+            Toy {
+                fail: Some(5),
+                ..toy(12, "seg")
+            },
+            config,
+        );
+        let serial = failing.batch(2, &indices).unwrap_err().to_string();
+        let parallel = pool.install(|| failing.batch(2, &indices).unwrap_err().to_string());
+        assert_eq!(serial, parallel);
+        assert!(serial.contains("sample 5"), "{serial}");
     }
 
     #[test]
