@@ -21,6 +21,15 @@ pub trait Dataset: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Brings every sample into memory ahead of the first epoch, for data sets that keep their
+    /// samples once loaded (rendered scenes): all at once, over the compute pool, rather than a
+    /// batch at a time inside the training steps of the first epoch. Returns how many samples it
+    /// loaded. The default keeps nothing and loads nothing; wrappers that select or map samples
+    /// ([`Subset`], [`Mapped`]) do not pass it on.
+    fn preload(&self) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 impl<D: Dataset + ?Sized> Dataset for Arc<D> {
@@ -30,6 +39,9 @@ impl<D: Dataset + ?Sized> Dataset for Arc<D> {
     fn get(&self, index: usize) -> Result<Sample> {
         (**self).get(index)
     }
+    fn preload(&self) -> Result<usize> {
+        (**self).preload()
+    }
 }
 
 impl<D: Dataset + ?Sized> Dataset for Box<D> {
@@ -38,6 +50,9 @@ impl<D: Dataset + ?Sized> Dataset for Box<D> {
     }
     fn get(&self, index: usize) -> Result<Sample> {
         (**self).get(index)
+    }
+    fn preload(&self) -> Result<usize> {
+        (**self).preload()
     }
 }
 

@@ -202,16 +202,17 @@ fn markdown(
         super::report::machine_description(threads),
     );
     md.push_str(
-        "Phases in ms: data = rendering or decoding and collating the batch, every step on samples \
-         not seen before as in the trainer's first epoch (rendered scenes are cached after their \
-         first render; PyTorch: indexing tensors held in memory); forward = student, head, task loss, projector and distillation \
+        "Phases in ms: data = reading or decoding and collating the batch, every step on samples \
+         not seen before as in the trainer's first epoch (rendered scenes are all rendered when \
+         the run opens, in the preceding column, and kept; PyTorch: indexing tensors held in \
+         memory); forward = student, head, task loss, projector and distillation \
          loss; teacher = the frozen teacher's forward; backward; optimiser = gradient check, \
          AdamW and retraction. The time ratio is of whole steps (the last line's); the next column \
          leaves the data phase out of both sides, whose data differ (rendered scenes against \
          tensors in memory). Peak RSS is the process's high-water mark (PyTorch's includes \
          about 0.4 GB of its own libraries).\n\n\
-         | student | side | samples/s | ms/step | data | forward | teacher | backward | optimiser | peak RSS MB | crosskd/PyTorch time | same, data phase left out |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | student | side | samples/s | ms/step | rendered at open (once) | data | forward | teacher | backward | optimiser | peak RSS MB | crosskd/PyTorch time | same, data phase left out |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut worst: Option<f64> = None;
     for r in results {
@@ -226,14 +227,16 @@ fn markdown(
             }
             _ => " | ".to_string(),
         };
+        let preload = format!("{:.1}", r.crosskd.preload_ms);
         md.push_str(&table_line(
             &r.row.label(),
             "crosskd",
             &r.crosskd,
+            &preload,
             &ratio_text,
         ));
         if let Some(t) = &r.torch {
-            md.push_str(&table_line("", "PyTorch", t, " | "));
+            md.push_str(&table_line("", "PyTorch", t, "", " | "));
         }
     }
     if let Err(why) = torch {
@@ -265,10 +268,10 @@ fn markdown(
     md
 }
 
-fn table_line(label: &str, side: &str, m: &Measured, ratio: &str) -> String {
+fn table_line(label: &str, side: &str, m: &Measured, preload: &str, ratio: &str) -> String {
     let p = &m.phases_ms;
     format!(
-        "| {label} | {side} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {ratio} |\n",
+        "| {label} | {side} | {:.0} | {:.1} | {preload} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0} | {ratio} |\n",
         m.samples_per_s,
         m.step_ms,
         p.data,
@@ -290,6 +293,7 @@ mod tests {
             step_ms,
             phases_ms: Phases::default(),
             samples_per_s: 16e3 / step_ms,
+            preload_ms: 0.0,
             parameters: 1,
             peak_rss_mb: 40.0,
             final_loss: 1.0,

@@ -191,6 +191,10 @@ pub struct Measured {
     pub step_ms: f64,
     /// Median time of each phase.
     pub phases_ms: Phases,
+    /// Loading the samples that stay in memory (rendered scenes) before the first step, as the
+    /// trainer does when a run opens, ms (crosskd only: the twin's tensors are made untimed).
+    #[serde(default)]
+    pub preload_ms: f64,
     /// Batch size over the median step time.
     pub samples_per_s: f64,
     /// Trainable parameters (student, head and projector).
@@ -257,12 +261,15 @@ fn load(session: &Session, indices: &[usize]) -> anyhow::Result<Batch> {
 /// `Session::losses` (split so that the teacher is timed alone), the finite checks, backward and
 /// the optimiser. `warmup` untimed steps come first; the medians are over `timed` steps.
 fn bench_steps(row: &Row, threads: usize, warmup: usize, timed: usize) -> anyhow::Result<Measured> {
-    // Every step reads samples not seen before, as in the trainer's first epoch: rendered scenes
-    // are cached after their first render, so a loop over a few batches would time the cache.
+    // Every step reads samples not seen before, as in the trainer's first epoch; the samples
+    // that stay in memory once loaded are loaded before the first step, as the trainer does.
     let train_samples = (warmup + timed) * row.batch;
     let config = row.config(threads, train_samples, 1)?;
     crosskd_train::threads::apply(config.threads);
     let session = Session::build(&config)?;
+    let preload_started = Instant::now();
+    crosskd_train::train::preload_training_data(&session)?;
+    let preload_ms = preload_started.elapsed().as_secs_f64() * 1e3;
     let vars = trainable_vars(&session.var_groups());
     let parameters = vars.iter().map(|(_, v)| v.elem_count()).sum();
     let mut optimiser = Optimiser::new(&config.optimiser, vars);
@@ -345,6 +352,7 @@ fn bench_steps(row: &Row, threads: usize, warmup: usize, timed: usize) -> anyhow
             optimiser: optimiser_ms,
         },
         samples_per_s: row.batch as f64 * 1e3 / step_ms,
+        preload_ms,
         parameters,
         peak_rss_mb: crosskd_train::memory::peak_resident_mb().unwrap_or(f64::NAN),
         final_loss,

@@ -11,6 +11,8 @@ mod texture;
 
 use std::sync::{Arc, OnceLock};
 
+use rayon::prelude::*;
+
 pub use classes::{
     SceneClass, BOX, CEILING, CYLINDER, FLOOR, NUM_SCENE_CLASSES, SCENE_CLASSES, SPHERE, WALL,
 };
@@ -103,6 +105,18 @@ impl SceneDataset {
 impl Dataset for SceneDataset {
     fn len(&self) -> usize {
         self.len
+    }
+
+    /// Renders the frames not yet cached, in parallel (nothing without [`SceneDataset::with_cache`]).
+    fn preload(&self) -> Result<usize> {
+        let Some(cache) = &self.cache else {
+            return Ok(0);
+        };
+        let missing: Vec<usize> = (0..self.len).filter(|&i| cache[i].get().is_none()).collect();
+        missing
+            .par_iter()
+            .try_for_each(|&index| self.frame(index).map(drop))?;
+        Ok(missing.len())
     }
 
     fn get(&self, index: usize) -> Result<Sample> {
@@ -207,6 +221,20 @@ mod tests {
             }
         }
         assert!(checked > 5);
+    }
+
+    #[test]
+    fn preload_renders_every_frame_once_and_serves_the_same_samples() {
+        let make = || SceneDataset::new(SceneTask::Depth, SceneConfig::default(), 3, 6, 16);
+        let plain = make().unwrap();
+        let cached: Arc<dyn Dataset> = Arc::new(make().unwrap().with_cache());
+        assert_eq!(plain.preload().unwrap(), 0, "without a cache there is nowhere to keep frames");
+        cached.get(4).unwrap();
+        assert_eq!(cached.preload().unwrap(), 5, "frame 4 was already cached");
+        assert_eq!(cached.preload().unwrap(), 0);
+        for i in 0..6 {
+            assert_eq!(cached.get(i).unwrap(), plain.get(i).unwrap(), "sample {i}");
+        }
     }
 
     #[test]

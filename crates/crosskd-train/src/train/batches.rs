@@ -50,6 +50,20 @@ pub(super) fn epoch_jobs(
         .collect()
 }
 
+/// Brings the training and validation samples into memory when their data sets keep samples
+/// once loaded (rendered scenes), so that the first epoch's steps and evaluations read them
+/// like every later one's. The test split is read once, at the end, so it is left to load then.
+/// Returns how many samples were loaded.
+pub(crate) fn preload(session: &Session) -> Result<usize> {
+    let mut loaded = 0;
+    for (split, ds) in [("training", &session.data.train), ("validation", &session.data.val)] {
+        loaded += ds
+            .preload()
+            .map_err(|e| TrainError::Component(format!("{split} data: {e}")))?;
+    }
+    Ok(loaded)
+}
+
 /// The loader of a split: training splits get the configured augmentation, others none; samples
 /// of sources on disk are resized to `data.image-size`, and so are augmented crops.
 pub(crate) fn loader(session: &Session, ds: &Arc<dyn Dataset>, train: bool) -> Result<DataLoader> {

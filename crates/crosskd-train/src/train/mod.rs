@@ -29,6 +29,13 @@ pub fn load_training_batch(session: &Session, indices: &[usize]) -> Result<crate
     batches::load_batch(session, "training", &session.data.train, indices)
 }
 
+/// Brings the training and validation samples into memory ahead of the first epoch where their
+/// data sets keep samples once loaded (rendered scenes), as the trainer does when a run opens;
+/// returns how many it loaded (the benchmarks call it to time the same data phase).
+pub fn preload_training_data(session: &Session) -> Result<usize> {
+    batches::preload(session)
+}
+
 /// How a run is driven beyond its config.
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {

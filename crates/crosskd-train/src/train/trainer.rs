@@ -111,6 +111,7 @@ impl<'a> Trainer<'a> {
         std::fs::create_dir_all(run_dir.join("checkpoints"))
             .map_err(|e| TrainError::io(run_dir, e))?;
         let mut session = Session::build(config)?;
+        preload_samples(&session)?;
         let load = |s: &Session, indices: &[usize]| {
             super::batches::load_batch(s, "training", &s.data.train, indices)
         };
@@ -564,6 +565,19 @@ impl<'a> Trainer<'a> {
 
 /// The batches of `epoch` from batch `first` on, in the epoch's order; the loader's workers
 /// start building them at once.
+/// Data phase of the open: samples that stay in memory once loaded are loaded now, all together.
+fn preload_samples(session: &Session) -> Result<()> {
+    let started = Instant::now();
+    let loaded = super::batches::preload(session)?;
+    if loaded > 0 {
+        tracing::info!(
+            "{loaded} samples loaded ahead of the first epoch in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    Ok(())
+}
+
 fn epoch_stream(
     loader: &DataLoader,
     seed: u64,
