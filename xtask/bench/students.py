@@ -10,7 +10,8 @@ convolutions, batch norm and ReLU, 2x2 max pooling down and nearest 2x up-sampli
 conv-norm-ReLU, skip concatenations, a segmentation head (3x3 conv, ReLU, 1x1 conv) and pixel
 cross-entropy; the small ResNet (3x3 stem, basic blocks with 1x1 projection shortcuts, global
 average pooling), a linear head and cross-entropy. With `--teacher`, a frozen random network
-(batch norm in eval mode, no gradients) gives the distilled feature, and the inverted projector
+(batch norm in eval mode, no gradients) gives the distilled feature, run only as far as that tap
+(the U-Net teacher's encoder, as crosskd's features-only pass stops), and the inverted projector
 (a bias-free 1x1 convolution, or linear map on pooled features) maps it to the student's width;
 the loss adds the mean squared error between the student's feature and the projected teacher's.
 
@@ -60,7 +61,8 @@ class Unet(nn.Module):
             DoubleConv(2 * width[i], out_channels if i == 0 else width[i]) for i in range(depth)
         )
 
-    def forward(self, x):
+    def encode(self, x):
+        """The bottleneck feature and the skips: the encoder's pass alone."""
         skips = []
         h = x
         for i, enc in enumerate(self.enc):
@@ -68,7 +70,10 @@ class Unet(nn.Module):
                 h = F.max_pool2d(h, 2)
             h = enc(h)
             skips.append(h)
-        h = self.bottleneck(F.max_pool2d(h, 2))
+        return self.bottleneck(F.max_pool2d(h, 2)), skips
+
+    def forward(self, x):
+        h, skips = self.encode(x)
         bottleneck = h
         for i in reversed(range(len(self.dec))):
             up = self.up[i](F.interpolate(h, scale_factor=2, mode="nearest"))
@@ -115,7 +120,8 @@ class SmallResnet(nn.Module):
 
 
 def row_networks(args):
-    """Student, head, loss function, teacher (or None) and projector (or None) of the row."""
+    """Student, head, loss function, the teacher's distilled feature as a function of the batch
+    (or None) and projector (or None) of the row."""
     if args.arch == "unet":
         student = Unet(args.width, args.depth, args.width)
         head = nn.Sequential(
@@ -138,11 +144,17 @@ def row_networks(args):
 
         def task_loss(pred, target):
             return F.cross_entropy(pred, target)
+    teach = None
     if teacher is not None:
         teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-    return student, head, task_loss, teacher, projector
+        # Only as far as the distilled tap, as crosskd's teacher runs: the U-Net's encoder.
+        if args.arch == "unet":
+            teach = lambda x: teacher.encode(x)[0]  # noqa: E731
+        else:
+            teach = lambda x: teacher(x)[1]  # noqa: E731
+    return student, head, task_loss, teach, projector
 
 
 def dataset(args, count):
@@ -193,7 +205,7 @@ def main():
         t2 = time.perf_counter()
         if teacher is not None:
             with torch.no_grad():
-                _, z_t = teacher(x)
+                z_t = teacher(x)
             t3 = time.perf_counter()
             loss = loss + F.mse_loss(feature, projector(z_t))
         else:

@@ -40,6 +40,18 @@ pub trait TappedNetwork: Send + Sync {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         Ok(self.forward_with_taps(x, train, &[])?.0)
     }
+
+    /// The features at `taps` alone: what [`TappedNetwork::forward_with_taps`] returns beside the
+    /// output, from a pass that may end at the last requested tap (a teacher distilled at its
+    /// bottleneck runs no decoder). With `train`, only the layers that ran update statistics.
+    fn tap_features(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<BTreeMap<String, Tensor>> {
+        Ok(self.forward_with_taps(x, train, taps)?.1)
+    }
 }
 
 /// Checks that every name in `taps` exists for `net` at `input_hw`; returns the shapes of the
@@ -89,10 +101,13 @@ pub fn format_tap_shapes(shapes: &TapShapes) -> String {
 pub(crate) struct TapRecorder<'a> {
     wanted: &'a [&'a str],
     taken: BTreeMap<String, Tensor>,
+    /// Distinct requested taps when the pass may end once it has them all (features only).
+    stop_after: Option<usize>,
 }
 
 impl<'a> TapRecorder<'a> {
-    /// Checks the names against the network's taps at the input's size, then starts recording.
+    /// Checks the names against the network's taps at the input's size, then starts recording
+    /// for a whole pass.
     pub(crate) fn new(net: &dyn TappedNetwork, x: &Tensor, wanted: &'a [&'a str]) -> Result<Self> {
         if !wanted.is_empty() {
             let (_, _, h, w) = x.dims4()?;
@@ -101,18 +116,40 @@ impl<'a> TapRecorder<'a> {
         Ok(Self {
             wanted,
             taken: BTreeMap::new(),
+            stop_after: None,
         })
     }
 
-    /// Keeps `value` if the tap `name` was requested.
-    pub(crate) fn offer(&mut self, name: &str, value: &Tensor) {
+    /// [`TapRecorder::new`] for a pass that wants the features only and ends at the last one.
+    pub(crate) fn features_only(
+        net: &dyn TappedNetwork,
+        x: &Tensor,
+        wanted: &'a [&'a str],
+    ) -> Result<Self> {
+        let mut rec = Self::new(net, x, wanted)?;
+        let distinct: std::collections::BTreeSet<&str> = wanted.iter().copied().collect();
+        rec.stop_after = Some(distinct.len());
+        Ok(rec)
+    }
+
+    /// Keeps `value` if the tap `name` was requested; true when the pass may end here (features
+    /// only, and every requested tap is taken).
+    pub(crate) fn offer(&mut self, name: &str, value: &Tensor) -> bool {
         if self.wanted.contains(&name) {
             self.taken.insert(name.to_string(), value.clone());
         }
+        self.stop_after.is_some_and(|n| self.taken.len() >= n)
     }
 
     /// The recorded features.
     pub(crate) fn finish(self) -> BTreeMap<String, Tensor> {
         self.taken
     }
+}
+
+/// The output of a pass that ran to the end; a pass recorded by [`TapRecorder::new`] always does.
+pub(crate) fn whole_pass(arch: &str, output: Option<Tensor>) -> Result<Tensor> {
+    output.ok_or_else(|| {
+        ModelError::config(arch, "the forward pass ended at a tap although its output was wanted")
+    })
 }

@@ -207,7 +207,7 @@ impl FrozenTeacher {
 impl Teacher for FrozenTeacher {
     fn features(&self, x: &Tensor, taps: &[&str]) -> Result<BTreeMap<String, Tensor>> {
         let x = self.prepare(x)?;
-        let (_, feats) = self.net.forward_with_taps(&x, false, taps)?;
+        let feats = self.net.tap_features(&x, false, taps)?;
         Ok(feats.into_iter().map(|(k, v)| (k, v.detach())).collect())
     }
 

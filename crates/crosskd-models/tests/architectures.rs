@@ -55,6 +55,20 @@ fn check_architecture(arch: ArchitectureConfig, h: usize, w: usize) -> Result<()
             arch.name()
         );
     }
+    // A features-only pass, which may end at its last tap, records the same values.
+    let (first, last) = (names[0], names[names.len() - 1]);
+    for wanted in [vec![first], vec![last], vec![last, first]] {
+        let alone = net.tap_features(&x, false, &wanted)?;
+        assert_eq!(alone.len(), wanted.len(), "{}: {wanted:?}", arch.name());
+        for name in &wanted {
+            assert_eq!(
+                max_abs_diff(&alone[*name], &taps[*name])?,
+                0.0,
+                "{}: tap {name} of a features-only pass",
+                arch.name()
+            );
+        }
+    }
     let output_tap = net.output_tap();
     assert_eq!(
         max_abs_diff(&out, &taps[&output_tap])?,
@@ -263,6 +277,40 @@ fn students_train_every_parameter_and_update_running_stats() -> Result<()> {
         rm.abs()?.sum_all()?.to_scalar::<f32>()? > 0.0,
         "a training forward updates the running mean"
     );
+    Ok(())
+}
+
+/// A features-only pass ends at its last requested tap: a teacher read at its bottleneck runs no
+/// decoder. Seen in training mode, where only the layers that ran update their running means.
+#[test]
+fn features_only_pass_ends_at_the_last_requested_tap() -> Result<()> {
+    let arch = ArchitectureConfig::Unet(UnetConfig {
+        base_width: 4,
+        depth: 2,
+        out_channels: 4,
+        ..UnetConfig::default()
+    });
+    let (net, varmap) = build_seeded(&arch, 2, DType::F32, &Device::Cpu)?;
+    let running_means = || -> Result<BTreeMap<String, Vec<f32>>> {
+        sorted_vars(&varmap)
+            .into_iter()
+            .filter(|(name, _)| name.ends_with("running_mean"))
+            .map(|(name, t)| Ok((name, t.flatten_all()?.to_vec1::<f32>()?)))
+            .collect()
+    };
+    let before = running_means()?;
+    let feats = net.tap_features(&images(2, 8, 8, 1)?, true, &["bottleneck"])?;
+    assert_eq!(feats.keys().collect::<Vec<_>>(), ["bottleneck"]);
+    let after = running_means()?;
+    let changed: Vec<&str> = before
+        .keys()
+        .filter(|name| before[*name] != after[*name])
+        .map(String::as_str)
+        .collect();
+    let ran = |prefix: &str| changed.iter().any(|name| name.starts_with(prefix));
+    assert!(ran("enc1") && ran("bottleneck"), "{changed:?}");
+    assert!(!ran("dec"), "the decoder ran: {changed:?}");
+    assert!(before.keys().any(|name| name.starts_with("dec")));
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{conv2d, conv_cfg, conv_out, norm, relu, Conv2d, Norm, NormKind};
-use crate::network::{TapRecorder, TapShapes, TappedNetwork};
+use crate::network::{whole_pass, TapRecorder, TapShapes, TappedNetwork};
 
 fn default_in_channels() -> usize {
     3
@@ -201,6 +201,29 @@ impl SmallResnet {
     pub fn config(&self) -> &SmallResnetConfig {
         &self.cfg
     }
+
+    /// The forward pass, offering every tap to `rec`; `None` when `rec` ended it at a tap.
+    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder) -> Result<Option<Tensor>> {
+        let mut h = self
+            .stem_norm
+            .forward_conv_relu(&self.stem_conv, x, train)?;
+        if rec.offer("stem", &h) {
+            return Ok(None);
+        }
+        for (s, blocks) in self.stages.iter().enumerate() {
+            for block in blocks {
+                h = block.forward(&h, train)?;
+            }
+            if rec.offer(&format!("stage{}", s + 1), &h) {
+                return Ok(None);
+            }
+        }
+        let pooled = crosskd_ops::pool::global_avg_pool2d(&h)?;
+        if rec.offer("pooled", &pooled) {
+            return Ok(None);
+        }
+        Ok(Some(pooled))
+    }
 }
 
 impl TappedNetwork for SmallResnet {
@@ -215,19 +238,19 @@ impl TappedNetwork for SmallResnet {
         taps: &[&str],
     ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
-        let mut h = self
-            .stem_norm
-            .forward_conv_relu(&self.stem_conv, x, train)?;
-        rec.offer("stem", &h);
-        for (s, blocks) in self.stages.iter().enumerate() {
-            for block in blocks {
-                h = block.forward(&h, train)?;
-            }
-            rec.offer(&format!("stage{}", s + 1), &h);
-        }
-        let pooled = crosskd_ops::pool::global_avg_pool2d(&h)?;
-        rec.offer("pooled", &pooled);
-        Ok((pooled, rec.finish()))
+        let out = whole_pass("small-resnet", self.pass(x, train, &mut rec)?)?;
+        Ok((out, rec.finish()))
+    }
+
+    fn tap_features(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<BTreeMap<String, Tensor>> {
+        let mut rec = TapRecorder::features_only(self, x, taps)?;
+        self.pass(x, train, &mut rec)?;
+        Ok(rec.finish())
     }
 
     fn tap_shapes(&self, (height, width): (usize, usize)) -> Result<TapShapes> {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{conv2d, conv_cfg, norm, Conv2d, Norm, NormKind};
-use crate::network::{TapRecorder, TapShapes, TappedNetwork};
+use crate::network::{whole_pass, TapRecorder, TapShapes, TappedNetwork};
 
 /// How the decoder brings a feature map up to the size of its skip connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -237,6 +237,48 @@ impl Unet {
             UpsampleMode::Bilinear => crosskd_ops::resize::resize_bilinear(x, h, w)?,
         })
     }
+
+    /// The forward pass, offering every tap to `rec`; `None` when `rec` ended it at a tap.
+    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder) -> Result<Option<Tensor>> {
+        let mut skips = Vec::with_capacity(self.cfg.depth);
+        let mut h = x.clone();
+        for (i, enc) in self.encoders.iter().enumerate() {
+            if i > 0 {
+                h = halve(&h)?;
+            }
+            h = enc.forward(&h, train)?;
+            if rec.offer(&format!("enc{}", i + 1), &h) {
+                return Ok(None);
+            }
+            skips.push(h.clone());
+        }
+        h = self.bottleneck.forward(&halve(&h)?, train)?;
+        if rec.offer("bottleneck", &h) {
+            return Ok(None);
+        }
+        for (i, dec) in self.decoders.iter().enumerate().rev() {
+            let skip = &skips[i];
+            let (_, _, sh, sw) = skip.dims4()?;
+            let (_, _, hh, hw) = h.dims4()?;
+            let up = if self.cfg.upsample == UpsampleMode::Nearest && (sh, sw) == (2 * hh, 2 * hw) {
+                // The exact 2× nearest up-sampling is folded into the block's convolution.
+                dec.up_norm
+                    .forward_upsample_conv_relu(&dec.up_conv, &h, 2, train)?
+            } else {
+                let up = self.resize(&h, sh, sw)?;
+                dec.up_norm.forward_conv_relu(&dec.up_conv, &up, train)?
+            };
+            h = if self.cfg.skip_connections {
+                dec.block.forward_cat(&[skip, &up], train)?
+            } else {
+                dec.block.forward(&up, train)?
+            };
+            if rec.offer(&format!("dec{}", i + 1), &h) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(h))
+    }
 }
 
 fn halve(x: &Tensor) -> Result<Tensor> {
@@ -255,38 +297,19 @@ impl TappedNetwork for Unet {
         taps: &[&str],
     ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
-        let mut skips = Vec::with_capacity(self.cfg.depth);
-        let mut h = x.clone();
-        for (i, enc) in self.encoders.iter().enumerate() {
-            if i > 0 {
-                h = halve(&h)?;
-            }
-            h = enc.forward(&h, train)?;
-            rec.offer(&format!("enc{}", i + 1), &h);
-            skips.push(h.clone());
-        }
-        h = self.bottleneck.forward(&halve(&h)?, train)?;
-        rec.offer("bottleneck", &h);
-        for (i, dec) in self.decoders.iter().enumerate().rev() {
-            let skip = &skips[i];
-            let (_, _, sh, sw) = skip.dims4()?;
-            let (_, _, hh, hw) = h.dims4()?;
-            let up = if self.cfg.upsample == UpsampleMode::Nearest && (sh, sw) == (2 * hh, 2 * hw) {
-                // The exact 2× nearest up-sampling is folded into the block's convolution.
-                dec.up_norm
-                    .forward_upsample_conv_relu(&dec.up_conv, &h, 2, train)?
-            } else {
-                let up = self.resize(&h, sh, sw)?;
-                dec.up_norm.forward_conv_relu(&dec.up_conv, &up, train)?
-            };
-            h = if self.cfg.skip_connections {
-                dec.block.forward_cat(&[skip, &up], train)?
-            } else {
-                dec.block.forward(&up, train)?
-            };
-            rec.offer(&format!("dec{}", i + 1), &h);
-        }
-        Ok((h, rec.finish()))
+        let out = whole_pass("unet", self.pass(x, train, &mut rec)?)?;
+        Ok((out, rec.finish()))
+    }
+
+    fn tap_features(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<BTreeMap<String, Tensor>> {
+        let mut rec = TapRecorder::features_only(self, x, taps)?;
+        self.pass(x, train, &mut rec)?;
+        Ok(rec.finish())
     }
 
     fn tap_shapes(&self, (height, width): (usize, usize)) -> Result<TapShapes> {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{batch_norm, conv2d, conv_out, relu6, Conv2d, Norm};
-use crate::network::{TapRecorder, TapShapes, TappedNetwork};
+use crate::network::{whole_pass, TapRecorder, TapShapes, TappedNetwork};
 
 fn default_classes() -> usize {
     1000
@@ -203,6 +203,29 @@ impl MobileNetV2 {
             classifier,
         })
     }
+
+    /// The forward pass, offering every tap to `rec`; `None` when `rec` ended it at a tap.
+    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder) -> Result<Option<Tensor>> {
+        let mut h = x.clone();
+        for (i, f) in self.features.iter().enumerate() {
+            h = match f {
+                Feature::Conv(c) => c.forward(&h, train)?,
+                Feature::Block(b) => b.forward(&h, train)?,
+            };
+            if rec.offer(&format!("features.{i}"), &h) {
+                return Ok(None);
+            }
+        }
+        let pooled = crosskd_ops::pool::global_avg_pool2d(&h)?;
+        if rec.offer("pool", &pooled) {
+            return Ok(None);
+        }
+        let logits = self.classifier.forward(&pooled)?;
+        if rec.offer("logits", &logits) {
+            return Ok(None);
+        }
+        Ok(Some(logits))
+    }
 }
 
 impl TappedNetwork for MobileNetV2 {
@@ -217,19 +240,19 @@ impl TappedNetwork for MobileNetV2 {
         taps: &[&str],
     ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
-        let mut h = x.clone();
-        for (i, f) in self.features.iter().enumerate() {
-            h = match f {
-                Feature::Conv(c) => c.forward(&h, train)?,
-                Feature::Block(b) => b.forward(&h, train)?,
-            };
-            rec.offer(&format!("features.{i}"), &h);
-        }
-        let pooled = crosskd_ops::pool::global_avg_pool2d(&h)?;
-        rec.offer("pool", &pooled);
-        let logits = self.classifier.forward(&pooled)?;
-        rec.offer("logits", &logits);
-        Ok((logits, rec.finish()))
+        let out = whole_pass("mobilenet-v2", self.pass(x, train, &mut rec)?)?;
+        Ok((out, rec.finish()))
+    }
+
+    fn tap_features(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<BTreeMap<String, Tensor>> {
+        let mut rec = TapRecorder::features_only(self, x, taps)?;
+        self.pass(x, train, &mut rec)?;
+        Ok(rec.finish())
     }
 
     fn tap_shapes(&self, (height, width): (usize, usize)) -> Result<TapShapes> {

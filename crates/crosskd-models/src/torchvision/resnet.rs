@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{batch_norm, conv2d, conv_cfg, conv_out, relu, Conv2d, Norm};
-use crate::network::{TapRecorder, TapShapes, TappedNetwork};
+use crate::network::{whole_pass, TapRecorder, TapShapes, TappedNetwork};
 
 fn default_classes() -> usize {
     1000
@@ -158,6 +158,32 @@ impl ResNet {
             expansion,
         })
     }
+
+    /// The forward pass, offering every tap to `rec`; `None` when `rec` ended it at a tap.
+    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder) -> Result<Option<Tensor>> {
+        let h = self.bn1.forward_conv_relu(&self.conv1, x, train)?;
+        let mut h = crosskd_ops::pool::max_pool2d(&h, (3, 3), (2, 2), (1, 1))?;
+        if rec.offer("stem", &h) {
+            return Ok(None);
+        }
+        for (l, blocks) in self.layers.iter().enumerate() {
+            for block in blocks {
+                h = block.forward(&h, train)?;
+            }
+            if rec.offer(&format!("layer{}", l + 1), &h) {
+                return Ok(None);
+            }
+        }
+        let pooled = crosskd_ops::pool::global_avg_pool2d(&h)?;
+        if rec.offer("pool", &pooled) {
+            return Ok(None);
+        }
+        let logits = self.fc.forward(&pooled)?;
+        if rec.offer("logits", &logits) {
+            return Ok(None);
+        }
+        Ok(Some(logits))
+    }
 }
 
 impl TappedNetwork for ResNet {
@@ -172,20 +198,19 @@ impl TappedNetwork for ResNet {
         taps: &[&str],
     ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
         let mut rec = TapRecorder::new(self, x, taps)?;
-        let h = self.bn1.forward_conv_relu(&self.conv1, x, train)?;
-        let mut h = crosskd_ops::pool::max_pool2d(&h, (3, 3), (2, 2), (1, 1))?;
-        rec.offer("stem", &h);
-        for (l, blocks) in self.layers.iter().enumerate() {
-            for block in blocks {
-                h = block.forward(&h, train)?;
-            }
-            rec.offer(&format!("layer{}", l + 1), &h);
-        }
-        let pooled = crosskd_ops::pool::global_avg_pool2d(&h)?;
-        rec.offer("pool", &pooled);
-        let logits = self.fc.forward(&pooled)?;
-        rec.offer("logits", &logits);
-        Ok((logits, rec.finish()))
+        let out = whole_pass("resnet", self.pass(x, train, &mut rec)?)?;
+        Ok((out, rec.finish()))
+    }
+
+    fn tap_features(
+        &self,
+        x: &Tensor,
+        train: bool,
+        taps: &[&str],
+    ) -> Result<BTreeMap<String, Tensor>> {
+        let mut rec = TapRecorder::features_only(self, x, taps)?;
+        self.pass(x, train, &mut rec)?;
+        Ok(rec.finish())
     }
 
     fn tap_shapes(&self, (height, width): (usize, usize)) -> Result<TapShapes> {
