@@ -673,13 +673,9 @@ mod tests {
         (batch.indices.clone(), flat(&batch.images), target)
     }
 
-    #[test]
-    fn batches_are_identical_for_any_worker_count_and_deterministic_per_epoch() {
-        let config = |workers| LoaderConfig {
-            batch_size: 4,
-            seed: 9,
-            workers,
-            prefetch: 2,
+    /// A loader config that crops, flips and jitters every sample down to 2×2.
+    fn augmenting_config() -> LoaderConfig {
+        LoaderConfig {
             augment: AugmentConfig {
                 crop_scale: [0.5, 1.0],
                 output_size: Some([2, 2]),
@@ -688,6 +684,17 @@ mod tests {
                 ..AugmentConfig::default()
             },
             ..LoaderConfig::default()
+        }
+    }
+
+    #[test]
+    fn batches_are_identical_for_any_worker_count_and_deterministic_per_epoch() {
+        let config = |workers| LoaderConfig {
+            batch_size: 4,
+            seed: 9,
+            workers,
+            prefetch: 2,
+            ..augmenting_config()
         };
         let run = |workers, epoch| {
             loader(toy(19, "depth"), config(workers))
@@ -714,14 +721,7 @@ mod tests {
         let config = LoaderConfig {
             batch_size: 6,
             seed: 3,
-            augment: AugmentConfig {
-                crop_scale: [0.5, 1.0],
-                output_size: Some([2, 2]),
-                horizontal_flip: true,
-                brightness: 0.3,
-                ..AugmentConfig::default()
-            },
-            ..LoaderConfig::default()
+            ..augmenting_config()
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)

@@ -353,6 +353,15 @@ mod tests {
         assert_eq!(r["l1"], 0.0);
     }
 
+    /// The values of `x` (in [-1, 1]) mapped to [0, 1] as the metric reads them.
+    fn unit(x: &Tensor) -> Vec<f64> {
+        to_f64_vec(x)
+            .unwrap()
+            .iter()
+            .map(|v| ((v + 1.0) / 2.0).clamp(0.0, 1.0))
+            .collect()
+    }
+
     #[test]
     fn ssim_matches_direct_window_summation() {
         let (c, h, w) = (3, 13, 12);
@@ -363,13 +372,6 @@ mod tests {
             .unwrap();
         let mut m = TranslationMetrics::new();
         m.update(&p, &t, None).unwrap();
-        let unit = |x: &Tensor| {
-            to_f64_vec(x)
-                .unwrap()
-                .iter()
-                .map(|v| ((v + 1.0) / 2.0).clamp(0.0, 1.0))
-                .collect::<Vec<_>>()
-        };
         let expected = ssim_reference(&unit(&p), &unit(&t), c, h, w);
         assert!((m.compute()["ssim"] - expected).abs() < 1e-12);
     }
@@ -379,13 +381,6 @@ mod tests {
         let (n, c, h, w) = (3, 2, 12, 14);
         let p = random_f64(&[n, c, h, w], 31).unwrap();
         let t = random_f64(&[n, c, h, w], 32).unwrap();
-        let unit = |x: &Tensor| {
-            to_f64_vec(x)
-                .unwrap()
-                .iter()
-                .map(|v| ((v + 1.0) / 2.0).clamp(0.0, 1.0))
-                .collect::<Vec<_>>()
-        };
         let (pu, tu) = (unit(&p), unit(&t));
         let per = c * h * w;
         let expected = (0..n)
