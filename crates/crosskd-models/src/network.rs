@@ -19,15 +19,29 @@ pub trait TappedNetwork: Send + Sync {
     /// A short name of the architecture, used in messages (e.g. `unet`, `mobilenet-v2`).
     fn arch_name(&self) -> String;
 
-    /// Runs the network on `x`; returns its output and the features at `taps`.
+    /// The forward pass on `x`, offering the value of every tap to `rec` in network order
+    /// ([`TapRecorder::offer`]); returns the output, or `None` when `rec` ended the pass at a tap.
     /// `train` selects batch-norm behaviour (batch statistics and running-average updates).
+    /// Callers use [`TappedNetwork::forward_with_taps`] or [`TappedNetwork::tap_features`].
+    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder<'_>) -> Result<Option<Tensor>>;
+
+    /// Runs the network on `x`; returns its output and the features at `taps`.
     /// Unknown tap names are an error listing the available ones.
     fn forward_with_taps(
         &self,
         x: &Tensor,
         train: bool,
         taps: &[&str],
-    ) -> Result<(Tensor, BTreeMap<String, Tensor>)>;
+    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
+        let mut rec = TapRecorder::new(self, x, taps)?;
+        let out = self.pass(x, train, &mut rec)?.ok_or_else(|| {
+            ModelError::config(
+                &self.arch_name(),
+                "the forward pass ended at a tap although its output was wanted",
+            )
+        })?;
+        Ok((out, rec.finish()))
+    }
 
     /// Every tap with its per-sample shape for an input of `input_hw = (H, W)`, or an error when
     /// the architecture cannot take that size.
@@ -42,7 +56,7 @@ pub trait TappedNetwork: Send + Sync {
     }
 
     /// The features at `taps` alone: what [`TappedNetwork::forward_with_taps`] returns beside the
-    /// output, from a pass that may end at the last requested tap (a teacher distilled at its
+    /// output, from a pass that ends at the last requested tap (a teacher distilled at its
     /// bottleneck runs no decoder). With `train`, only the layers that ran update statistics.
     fn tap_features(
         &self,
@@ -50,7 +64,9 @@ pub trait TappedNetwork: Send + Sync {
         train: bool,
         taps: &[&str],
     ) -> Result<BTreeMap<String, Tensor>> {
-        Ok(self.forward_with_taps(x, train, taps)?.1)
+        let mut rec = TapRecorder::features_only(self, x, taps)?;
+        self.pass(x, train, &mut rec)?;
+        Ok(rec.finish())
     }
 }
 
@@ -59,6 +75,15 @@ pub trait TappedNetwork: Send + Sync {
 /// with their shapes. Call it before the first training step.
 pub fn validate_taps(
     net: &dyn TappedNetwork,
+    input_hw: (usize, usize),
+    taps: &[&str],
+) -> Result<TapShapes> {
+    check_taps(net, input_hw, taps)
+}
+
+/// [`validate_taps`] for any network, sized or not.
+fn check_taps<N: TappedNetwork + ?Sized>(
+    net: &N,
     input_hw: (usize, usize),
     taps: &[&str],
 ) -> Result<TapShapes> {
@@ -97,8 +122,9 @@ pub fn format_tap_shapes(shapes: &TapShapes) -> String {
         .join("\n")
 }
 
-/// Collects the features at the requested taps during a forward pass.
-pub(crate) struct TapRecorder<'a> {
+/// Collects the features at the requested taps during a forward pass
+/// ([`TappedNetwork::pass`]), and tells the pass when it may end.
+pub struct TapRecorder<'a> {
     wanted: &'a [&'a str],
     taken: BTreeMap<String, Tensor>,
     /// Distinct requested taps when the pass may end once it has them all (features only).
@@ -108,10 +134,10 @@ pub(crate) struct TapRecorder<'a> {
 impl<'a> TapRecorder<'a> {
     /// Checks the names against the network's taps at the input's size, then starts recording
     /// for a whole pass.
-    pub(crate) fn new(net: &dyn TappedNetwork, x: &Tensor, wanted: &'a [&'a str]) -> Result<Self> {
+    fn new<N: TappedNetwork + ?Sized>(net: &N, x: &Tensor, wanted: &'a [&'a str]) -> Result<Self> {
         if !wanted.is_empty() {
             let (_, _, h, w) = x.dims4()?;
-            validate_taps(net, (h, w), wanted)?;
+            check_taps(net, (h, w), wanted)?;
         }
         Ok(Self {
             wanted,
@@ -121,8 +147,8 @@ impl<'a> TapRecorder<'a> {
     }
 
     /// [`TapRecorder::new`] for a pass that wants the features only and ends at the last one.
-    pub(crate) fn features_only(
-        net: &dyn TappedNetwork,
+    fn features_only<N: TappedNetwork + ?Sized>(
+        net: &N,
         x: &Tensor,
         wanted: &'a [&'a str],
     ) -> Result<Self> {
@@ -134,7 +160,7 @@ impl<'a> TapRecorder<'a> {
 
     /// Keeps `value` if the tap `name` was requested; true when the pass may end here (features
     /// only, and every requested tap is taken).
-    pub(crate) fn offer(&mut self, name: &str, value: &Tensor) -> bool {
+    pub fn offer(&mut self, name: &str, value: &Tensor) -> bool {
         if self.wanted.contains(&name) {
             self.taken.insert(name.to_string(), value.clone());
         }
@@ -142,14 +168,7 @@ impl<'a> TapRecorder<'a> {
     }
 
     /// The recorded features.
-    pub(crate) fn finish(self) -> BTreeMap<String, Tensor> {
+    fn finish(self) -> BTreeMap<String, Tensor> {
         self.taken
     }
-}
-
-/// The output of a pass that ran to the end; a pass recorded by [`TapRecorder::new`] always does.
-pub(crate) fn whole_pass(arch: &str, output: Option<Tensor>) -> Result<Tensor> {
-    output.ok_or_else(|| {
-        ModelError::config(arch, "the forward pass ended at a tap although its output was wanted")
-    })
 }

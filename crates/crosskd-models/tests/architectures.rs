@@ -15,7 +15,7 @@ use crosskd_models::teacher::{FrozenTeacher, InputNormalization, Teacher};
 use crosskd_models::torchvision::mobilenet_v2::MobileNetV2Config;
 use crosskd_models::torchvision::resnet::ResNetConfig;
 use crosskd_models::torchvision::vgg16::Vgg16Config;
-use crosskd_models::Result;
+use crosskd_models::{Result, TappedNetwork};
 
 fn images(n: usize, h: usize, w: usize, seed: u64) -> Result<Tensor> {
     // A deterministic, non-constant pattern in [0, 1] (no RNG needed).
@@ -241,15 +241,20 @@ fn same_seed_same_weights_other_seed_other_weights() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn students_train_every_parameter_and_update_running_stats() -> Result<()> {
+/// A two-level U-Net student of width 4 at seed 2, with its variables.
+fn small_unet() -> Result<(Box<dyn TappedNetwork>, candle_nn::VarMap)> {
     let arch = ArchitectureConfig::Unet(UnetConfig {
         base_width: 4,
         depth: 2,
         out_channels: 4,
         ..UnetConfig::default()
     });
-    let (net, varmap) = build_seeded(&arch, 2, DType::F32, &Device::Cpu)?;
+    build_seeded(&arch, 2, DType::F32, &Device::Cpu)
+}
+
+#[test]
+fn students_train_every_parameter_and_update_running_stats() -> Result<()> {
+    let (net, varmap) = small_unet()?;
     let x = images(2, 8, 8, 1)?;
     let (out, _) = net.forward_with_taps(&x, true, &[])?;
     let grads = out.sqr()?.sum_all()?.backward()?;
@@ -284,13 +289,7 @@ fn students_train_every_parameter_and_update_running_stats() -> Result<()> {
 /// decoder. Seen in training mode, where only the layers that ran update their running means.
 #[test]
 fn features_only_pass_ends_at_the_last_requested_tap() -> Result<()> {
-    let arch = ArchitectureConfig::Unet(UnetConfig {
-        base_width: 4,
-        depth: 2,
-        out_channels: 4,
-        ..UnetConfig::default()
-    });
-    let (net, varmap) = build_seeded(&arch, 2, DType::F32, &Device::Cpu)?;
+    let (net, varmap) = small_unet()?;
     let running_means = || -> Result<BTreeMap<String, Vec<f32>>> {
         sorted_vars(&varmap)
             .into_iter()

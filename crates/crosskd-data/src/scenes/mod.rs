@@ -112,7 +112,9 @@ impl Dataset for SceneDataset {
         let Some(cache) = &self.cache else {
             return Ok(0);
         };
-        let missing: Vec<usize> = (0..self.len).filter(|&i| cache[i].get().is_none()).collect();
+        let missing: Vec<usize> = (0..self.len)
+            .filter(|&i| cache[i].get().is_none())
+            .collect();
         missing
             .par_iter()
             .try_for_each(|&index| self.frame(index).map(drop))?;
@@ -228,7 +230,11 @@ mod tests {
         let make = || SceneDataset::new(SceneTask::Depth, SceneConfig::default(), 3, 6, 16);
         let plain = make().unwrap();
         let cached: Arc<dyn Dataset> = Arc::new(make().unwrap().with_cache());
-        assert_eq!(plain.preload().unwrap(), 0, "without a cache there is nowhere to keep frames");
+        assert_eq!(
+            plain.preload().unwrap(),
+            0,
+            "without a cache there is nowhere to keep frames"
+        );
         cached.get(4).unwrap();
         assert_eq!(cached.preload().unwrap(), 5, "frame 4 was already cached");
         assert_eq!(cached.preload().unwrap(), 0);

@@ -11,8 +11,6 @@
 //! with nearest-neighbour interpolation where the original uses bicubic, so features differ
 //! slightly from PyTorch's.
 
-use std::collections::BTreeMap;
-
 use candle_core::{IndexOp, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::dinov2::DinoVisionTransformer;
@@ -118,13 +116,7 @@ impl TappedNetwork for Dinov2 {
         "dinov2".into()
     }
 
-    fn forward_with_taps(
-        &self,
-        x: &Tensor,
-        _train: bool,
-        taps: &[&str],
-    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
-        let mut rec = TapRecorder::new(self, x, taps)?;
+    fn pass(&self, x: &Tensor, _train: bool, rec: &mut TapRecorder<'_>) -> Result<Option<Tensor>> {
         let depth = self.cfg.dims().0;
         let (_, _, h, w) = x.dims4()?;
         self.tap_shapes((h, w))?;
@@ -138,10 +130,11 @@ impl TappedNetwork for Dinov2 {
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         let maps = Tensor::cat(&per_image, 1)?;
+        // One call computes every block, so there is nothing to save by ending at a tap.
         for b in 0..depth {
             rec.offer(&format!("blocks.{b}"), &maps.i(b)?);
         }
-        Ok((maps.i(depth - 1)?, rec.finish()))
+        Ok(Some(maps.i(depth - 1)?))
     }
 
     fn tap_shapes(&self, (height, width): (usize, usize)) -> Result<TapShapes> {

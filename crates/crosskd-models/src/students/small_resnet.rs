@@ -5,15 +5,13 @@
 //! (1×1 conv–norm shortcut when the shape changes); `pooled`: global average pool, the output
 //! `(N, widths.last())` fed to a classification head.
 
-use std::collections::BTreeMap;
-
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{conv2d, conv_cfg, conv_out, norm, relu, Conv2d, Norm, NormKind};
-use crate::network::{whole_pass, TapRecorder, TapShapes, TappedNetwork};
+use crate::network::{TapRecorder, TapShapes, TappedNetwork};
 
 fn default_in_channels() -> usize {
     3
@@ -201,9 +199,14 @@ impl SmallResnet {
     pub fn config(&self) -> &SmallResnetConfig {
         &self.cfg
     }
+}
 
-    /// The forward pass, offering every tap to `rec`; `None` when `rec` ended it at a tap.
-    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder) -> Result<Option<Tensor>> {
+impl TappedNetwork for SmallResnet {
+    fn arch_name(&self) -> String {
+        "small-resnet".into()
+    }
+
+    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder<'_>) -> Result<Option<Tensor>> {
         let mut h = self
             .stem_norm
             .forward_conv_relu(&self.stem_conv, x, train)?;
@@ -223,34 +226,6 @@ impl SmallResnet {
             return Ok(None);
         }
         Ok(Some(pooled))
-    }
-}
-
-impl TappedNetwork for SmallResnet {
-    fn arch_name(&self) -> String {
-        "small-resnet".into()
-    }
-
-    fn forward_with_taps(
-        &self,
-        x: &Tensor,
-        train: bool,
-        taps: &[&str],
-    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
-        let mut rec = TapRecorder::new(self, x, taps)?;
-        let out = whole_pass("small-resnet", self.pass(x, train, &mut rec)?)?;
-        Ok((out, rec.finish()))
-    }
-
-    fn tap_features(
-        &self,
-        x: &Tensor,
-        train: bool,
-        taps: &[&str],
-    ) -> Result<BTreeMap<String, Tensor>> {
-        let mut rec = TapRecorder::features_only(self, x, taps)?;
-        self.pass(x, train, &mut rec)?;
-        Ok(rec.finish())
     }
 
     fn tap_shapes(&self, (height, width): (usize, usize)) -> Result<TapShapes> {

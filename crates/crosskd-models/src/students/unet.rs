@@ -9,15 +9,13 @@
 //!   on, and two conv–norm–ReLU. `dec1` has `out_channels` channels at the input resolution and is
 //!   the network's output, which a task head consumes.
 
-use std::collections::BTreeMap;
-
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{conv2d, conv_cfg, norm, Conv2d, Norm, NormKind};
-use crate::network::{whole_pass, TapRecorder, TapShapes, TappedNetwork};
+use crate::network::{TapRecorder, TapShapes, TappedNetwork};
 
 /// How the decoder brings a feature map up to the size of its skip connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -237,9 +235,18 @@ impl Unet {
             UpsampleMode::Bilinear => crosskd_ops::resize::resize_bilinear(x, h, w)?,
         })
     }
+}
 
-    /// The forward pass, offering every tap to `rec`; `None` when `rec` ended it at a tap.
-    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder) -> Result<Option<Tensor>> {
+fn halve(x: &Tensor) -> Result<Tensor> {
+    Ok(crosskd_ops::pool::max_pool2d(x, (2, 2), (2, 2), (0, 0))?)
+}
+
+impl TappedNetwork for Unet {
+    fn arch_name(&self) -> String {
+        "unet".into()
+    }
+
+    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder<'_>) -> Result<Option<Tensor>> {
         let mut skips = Vec::with_capacity(self.cfg.depth);
         let mut h = x.clone();
         for (i, enc) in self.encoders.iter().enumerate() {
@@ -278,38 +285,6 @@ impl Unet {
             }
         }
         Ok(Some(h))
-    }
-}
-
-fn halve(x: &Tensor) -> Result<Tensor> {
-    Ok(crosskd_ops::pool::max_pool2d(x, (2, 2), (2, 2), (0, 0))?)
-}
-
-impl TappedNetwork for Unet {
-    fn arch_name(&self) -> String {
-        "unet".into()
-    }
-
-    fn forward_with_taps(
-        &self,
-        x: &Tensor,
-        train: bool,
-        taps: &[&str],
-    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
-        let mut rec = TapRecorder::new(self, x, taps)?;
-        let out = whole_pass("unet", self.pass(x, train, &mut rec)?)?;
-        Ok((out, rec.finish()))
-    }
-
-    fn tap_features(
-        &self,
-        x: &Tensor,
-        train: bool,
-        taps: &[&str],
-    ) -> Result<BTreeMap<String, Tensor>> {
-        let mut rec = TapRecorder::features_only(self, x, taps)?;
-        self.pass(x, train, &mut rec)?;
-        Ok(rec.finish())
     }
 
     fn tap_shapes(&self, (height, width): (usize, usize)) -> Result<TapShapes> {

@@ -7,8 +7,6 @@
 //! global average pool (`pool`); `classifier.1`: linear 1280 → classes (`logits`, the output).
 //! Every `features.N` is a tap; the stage ends are `features.1, 3, 6, 10, 13, 16, 17, 18`.
 
-use std::collections::BTreeMap;
-
 use candle_core::Tensor;
 use candle_nn::{Linear, Module, VarBuilder};
 use crosskd_ops::conv::Conv2dConfig;
@@ -16,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{batch_norm, conv2d, conv_out, relu6, Conv2d, Norm};
-use crate::network::{whole_pass, TapRecorder, TapShapes, TappedNetwork};
+use crate::network::{TapRecorder, TapShapes, TappedNetwork};
 
 fn default_classes() -> usize {
     1000
@@ -203,9 +201,14 @@ impl MobileNetV2 {
             classifier,
         })
     }
+}
 
-    /// The forward pass, offering every tap to `rec`; `None` when `rec` ended it at a tap.
-    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder) -> Result<Option<Tensor>> {
+impl TappedNetwork for MobileNetV2 {
+    fn arch_name(&self) -> String {
+        "mobilenet-v2".into()
+    }
+
+    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder<'_>) -> Result<Option<Tensor>> {
         let mut h = x.clone();
         for (i, f) in self.features.iter().enumerate() {
             h = match f {
@@ -225,34 +228,6 @@ impl MobileNetV2 {
             return Ok(None);
         }
         Ok(Some(logits))
-    }
-}
-
-impl TappedNetwork for MobileNetV2 {
-    fn arch_name(&self) -> String {
-        "mobilenet-v2".into()
-    }
-
-    fn forward_with_taps(
-        &self,
-        x: &Tensor,
-        train: bool,
-        taps: &[&str],
-    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
-        let mut rec = TapRecorder::new(self, x, taps)?;
-        let out = whole_pass("mobilenet-v2", self.pass(x, train, &mut rec)?)?;
-        Ok((out, rec.finish()))
-    }
-
-    fn tap_features(
-        &self,
-        x: &Tensor,
-        train: bool,
-        taps: &[&str],
-    ) -> Result<BTreeMap<String, Tensor>> {
-        let mut rec = TapRecorder::features_only(self, x, taps)?;
-        self.pass(x, train, &mut rec)?;
-        Ok(rec.finish())
     }
 
     fn tap_shapes(&self, (height, width): (usize, usize)) -> Result<TapShapes> {

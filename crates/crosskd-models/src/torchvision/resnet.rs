@@ -7,15 +7,13 @@
 //! `layerL.B.conv1/bn1/conv2/bn2[/conv3/bn3]` with shortcut `layerL.0.downsample.0` (1×1 conv)
 //! and `.1` (BN).
 
-use std::collections::BTreeMap;
-
 use candle_core::Tensor;
 use candle_nn::{Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ModelError, Result};
 use crate::layers::{batch_norm, conv2d, conv_cfg, conv_out, relu, Conv2d, Norm};
-use crate::network::{whole_pass, TapRecorder, TapShapes, TappedNetwork};
+use crate::network::{TapRecorder, TapShapes, TappedNetwork};
 
 fn default_classes() -> usize {
     1000
@@ -158,9 +156,14 @@ impl ResNet {
             expansion,
         })
     }
+}
 
-    /// The forward pass, offering every tap to `rec`; `None` when `rec` ended it at a tap.
-    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder) -> Result<Option<Tensor>> {
+impl TappedNetwork for ResNet {
+    fn arch_name(&self) -> String {
+        format!("resnet{}", self.cfg.depth)
+    }
+
+    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder<'_>) -> Result<Option<Tensor>> {
         let h = self.bn1.forward_conv_relu(&self.conv1, x, train)?;
         let mut h = crosskd_ops::pool::max_pool2d(&h, (3, 3), (2, 2), (1, 1))?;
         if rec.offer("stem", &h) {
@@ -183,34 +186,6 @@ impl ResNet {
             return Ok(None);
         }
         Ok(Some(logits))
-    }
-}
-
-impl TappedNetwork for ResNet {
-    fn arch_name(&self) -> String {
-        format!("resnet{}", self.cfg.depth)
-    }
-
-    fn forward_with_taps(
-        &self,
-        x: &Tensor,
-        train: bool,
-        taps: &[&str],
-    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
-        let mut rec = TapRecorder::new(self, x, taps)?;
-        let out = whole_pass("resnet", self.pass(x, train, &mut rec)?)?;
-        Ok((out, rec.finish()))
-    }
-
-    fn tap_features(
-        &self,
-        x: &Tensor,
-        train: bool,
-        taps: &[&str],
-    ) -> Result<BTreeMap<String, Tensor>> {
-        let mut rec = TapRecorder::features_only(self, x, taps)?;
-        self.pass(x, train, &mut rec)?;
-        Ok(rec.finish())
     }
 
     fn tap_shapes(&self, (height, width): (usize, usize)) -> Result<TapShapes> {

@@ -7,8 +7,6 @@
 //! `classifier.3` (4096 → 4096), ReLU, `classifier.6` (4096 → classes) — tap `logits`, the output.
 //! Without it (a 14.7 M instead of 138 M parameter teacher) the output is `block5`.
 
-use std::collections::BTreeMap;
-
 use candle_core::Tensor;
 use candle_nn::{Linear, Module, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -105,22 +103,18 @@ impl TappedNetwork for Vgg16 {
         "vgg16".into()
     }
 
-    fn forward_with_taps(
-        &self,
-        x: &Tensor,
-        train: bool,
-        taps: &[&str],
-    ) -> Result<(Tensor, BTreeMap<String, Tensor>)> {
+    fn pass(&self, x: &Tensor, train: bool, rec: &mut TapRecorder<'_>) -> Result<Option<Tensor>> {
         // Dropout in the classifier is the only train/eval difference; we never apply it.
         let _ = train;
-        let mut rec = TapRecorder::new(self, x, taps)?;
         let mut h = x.clone();
         for (b, convs) in self.blocks.iter().enumerate() {
             for conv in convs {
                 h = relu(&conv.forward(&h)?)?;
             }
             h = crosskd_ops::pool::max_pool2d(&h, (2, 2), (2, 2), (0, 0))?;
-            rec.offer(&format!("block{}", b + 1), &h);
+            if rec.offer(&format!("block{}", b + 1), &h) {
+                return Ok(None);
+            }
         }
         let out = match &self.classifier {
             Some([fc0, fc3, fc6]) => {
@@ -132,7 +126,7 @@ impl TappedNetwork for Vgg16 {
             }
             None => h,
         };
-        Ok((out, rec.finish()))
+        Ok(Some(out))
     }
 
     fn tap_shapes(&self, (height, width): (usize, usize)) -> Result<TapShapes> {

@@ -56,7 +56,10 @@ pub(super) fn epoch_jobs(
 /// Returns how many samples were loaded.
 pub(crate) fn preload(session: &Session) -> Result<usize> {
     let mut loaded = 0;
-    for (split, ds) in [("training", &session.data.train), ("validation", &session.data.val)] {
+    for (split, ds) in [
+        ("training", &session.data.train),
+        ("validation", &session.data.val),
+    ] {
         loaded += ds
             .preload()
             .map_err(|e| TrainError::Component(format!("{split} data: {e}")))?;
