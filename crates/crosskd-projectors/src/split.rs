@@ -86,17 +86,29 @@ pub fn inside_energy(g: &[Vec<f64>], c: &[Vec<f64>]) -> f64 {
         .iter()
         .map(|&row| l_cols.iter().map(|col| col[row]).collect())
         .collect();
+    // All m columns at once, row by row: each column sees the same operations in the same order
+    // as alone, but the innermost loop runs across independent columns instead of down one
+    // column's dependent chain of subtractions.
     let m = c.first().map_or(0, Vec::len);
+    let mut y = vec![0.0; r * m];
+    for a in 0..r {
+        let (solved, rest) = y.split_at_mut(a * m);
+        let row = &mut rest[..m];
+        row.copy_from_slice(&c[chosen[a]]);
+        for (b, l) in l_r[a].iter().enumerate().take(a) {
+            for (s, yb) in row.iter_mut().zip(&solved[b * m..(b + 1) * m]) {
+                *s -= l * yb;
+            }
+        }
+        let pivot = l_r[a][a];
+        for s in row.iter_mut() {
+            *s /= pivot;
+        }
+    }
     let mut energy = 0.0;
-    let mut y = vec![0.0; r];
     for col in 0..m {
         for a in 0..r {
-            let mut s = c[chosen[a]][col];
-            for (l, yb) in l_r[a].iter().zip(&y).take(a) {
-                s -= l * yb;
-            }
-            y[a] = s / l_r[a][a];
-            energy += y[a] * y[a];
+            energy += y[a * m + col] * y[a * m + col];
         }
     }
     energy
