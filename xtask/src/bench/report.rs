@@ -26,13 +26,18 @@ fn benchmarks_md() -> PathBuf {
 }
 
 /// Replaces the text between `<!-- bench:NAME -->` and `<!-- /bench:NAME -->` in
-/// `docs/benchmarks.md` with `markdown`, appending the marked section when it is absent.
+/// `docs/benchmarks.md` with `markdown`, opened by the commit it was produced at, appending the
+/// marked section when it is absent.
 pub fn write_section(name: &str, markdown: &str) -> anyhow::Result<()> {
     let path = benchmarks_md();
     let text = std::fs::read_to_string(&path).unwrap_or_else(|_| "# Benchmarks\n".to_string());
     let open = format!("<!-- bench:{name} -->");
     let close = format!("<!-- /bench:{name} -->");
-    let section = format!("{open}\n{}\n{close}", markdown.trim_end());
+    let section = format!(
+        "{open}\nProduced at commit {}.\n\n{}\n{close}",
+        commit_description(),
+        markdown.trim_end()
+    );
     let updated = match (text.find(&open), text.find(&close)) {
         (Some(start), Some(end)) if end > start => {
             format!(

@@ -186,7 +186,7 @@ fn markdown(
          {WARMUP_STEPS} warm-up, every row and side in its own process, {repeats} runs of each \
          side alternating and the median run kept, command \
          `cargo xtask bench students --threads {threads} --repeats {repeats}` (`xtask/src/bench/students.rs`, \
-         PyTorch twin `xtask/bench/students.py`{}), at commit {}.\n\n\
+         PyTorch twin `xtask/bench/students.py`{}).\n\n\
          Machine: {}.\n\n",
         if synthetic_fashion {
             "synthetic Fashion-MNIST-shaped IDX files (random 28×28 images and labels; the data \
@@ -198,7 +198,6 @@ fn markdown(
             Ok(v) => format!(", PyTorch {v} eager, `torch.set_num_threads({threads})`"),
             Err(_) => String::new(),
         },
-        super::report::commit_description(),
         super::report::machine_description(threads),
     );
     md.push_str(
