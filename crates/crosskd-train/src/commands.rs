@@ -189,7 +189,7 @@ pub fn export(run: &Path, out: &Path) -> Result<usize> {
 
 /// The config of a run reduced to its student: no teacher, projector or regulariser is needed
 /// to rebuild and run it.
-fn student_only(config: &Config) -> Config {
+pub(crate) fn student_only(config: &Config) -> Config {
     let mut c = config.clone();
     c.teacher = TeacherConfig::None;
     c.regulariser = None;

@@ -1,7 +1,8 @@
 //! The `crosskd` binary as a user drives it: exit codes and messages for bad input (usage errors
 //! exit 2, every other error exits 1 with one line naming the file or key at fault), and the
 //! commands that look at a finished run (`inspect`, `export`, `list`, `eval --json`, `predict`
-//! from an exported student) plus the files every run writes besides `metrics.jsonl`.
+//! from an exported student, all of them without the run's teacher) plus the files every run
+//! writes besides `metrics.jsonl`.
 
 use std::process::Command;
 
@@ -218,6 +219,47 @@ fn inspect_export_list_and_json_eval_on_a_real_run() {
         completions.contains("crosskd"),
         "completion script is empty"
     );
+}
+
+/// A trained student is evaluated, predicts and is plotted without its teacher: here a
+/// `checkpoint` teacher whose run folder is gone by then.
+#[test]
+fn eval_predict_and_plot_need_no_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher");
+    let student = dir.path().join("student");
+    let (teacher_s, student_s) = (teacher.to_str().unwrap(), student.to_str().unwrap());
+    let (code, err) = train_tiny_task("depth", teacher_s, "2", &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, err) = train_tiny_task(
+        "segmentation",
+        student_s,
+        "2",
+        &["--teacher", "checkpoint", "--teacher-path", teacher_s],
+    );
+    assert_eq!(code, 0, "{err}");
+    let eval = ["eval", "--run", student_s, "--split", "val", "--json"];
+    let with_teacher = stdout_of(&eval);
+
+    std::fs::remove_dir_all(&teacher).unwrap();
+    assert_eq!(stdout_of(&eval), with_teacher);
+    let image = dir.path().join("in.png");
+    image::RgbImage::from_pixel(16, 16, image::Rgb([40, 90, 160]))
+        .save(&image)
+        .unwrap();
+    let out = dir.path().join("classes.png");
+    let input = image.to_str().unwrap();
+    stdout_of(&[
+        "predict",
+        "--run",
+        student_s,
+        "--input",
+        input,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(out.exists());
+    stdout_of(&["plot", student_s]);
 }
 
 #[test]

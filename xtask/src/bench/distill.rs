@@ -175,8 +175,10 @@ pub fn run(threads: usize) -> anyhow::Result<()> {
         ));
     }
     md.push_str(
-        "\nWith the cache, the teacher runs once per training sample (and flip) when the run \
-         opens, counted in its open-to-first-step time; every step then reads its features. \
+        "\nEvery run's open renders its training and validation scenes once (the trainer's \
+         preload), so open to first step is that rendering plus the first step for every \
+         variant. With the cache, the teacher also runs once per training sample (and flip) \
+         when the run opens, counted there too; every step then reads its features. \
          Medians on a shared machine move with other processes' load; the fastest step is the \
          least disturbed one. Target: overhead with the cache ≤ 15% of the no-KD step.\n",
     );

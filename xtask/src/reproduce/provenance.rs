@@ -139,8 +139,10 @@ pub fn record_cell(dir: &Path, source: &Source) -> anyhow::Result<()> {
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
 }
 
-/// Moves a stale cell out of the way (kept, not deleted: `OUT/stale/<hash>-<commit>`), so it is
-/// retrained and its old numbers stay inspectable.
+/// Moves a stale cell out of the way (`OUT/stale/<hash>-<commit>`), so it is retrained and its
+/// old numbers stay inspectable. Only the latest stale copy of a cell is kept: an older one is
+/// removed first, so `stale/` never holds more than one grid however often the code changes (it
+/// grew by a whole grid on every rerun after a code change).
 pub fn retire_cell(out: &Path, dir: &Path, recorded: Option<&Source>) -> anyhow::Result<PathBuf> {
     let name = dir
         .file_name()
@@ -151,12 +153,22 @@ pub fn retire_cell(out: &Path, dir: &Path, recorded: Option<&Source>) -> anyhow:
         .unwrap_or_else(|| "unrecorded".to_string());
     let stale = out.join("stale");
     std::fs::create_dir_all(&stale).with_context(|| format!("creating {}", stale.display()))?;
-    let mut target = stale.join(format!("{name}-{tag}"));
-    let mut n = 1;
-    while target.exists() {
-        target = stale.join(format!("{name}-{tag}.{n}"));
-        n += 1;
+    let listing =
+        std::fs::read_dir(&stale).with_context(|| format!("reading {}", stale.display()))?;
+    let prefix = format!("{name}-");
+    for entry in listing {
+        let older = entry
+            .with_context(|| format!("reading {}", stale.display()))?
+            .path();
+        let of_this_cell = older
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix));
+        if of_this_cell {
+            std::fs::remove_dir_all(&older)
+                .with_context(|| format!("removing the older stale copy {}", older.display()))?;
+        }
     }
+    let target = stale.join(format!("{name}-{tag}"));
     std::fs::rename(dir, &target)
         .with_context(|| format!("moving {} to {}", dir.display(), target.display()))?;
     Ok(target)
@@ -208,7 +220,8 @@ mod tests {
     }
 
     #[test]
-    fn a_retired_cell_is_moved_aside_with_its_commit() -> anyhow::Result<()> {
+    fn a_retired_cell_is_moved_aside_with_its_commit_and_replaces_its_older_copy(
+    ) -> anyhow::Result<()> {
         let out = tempfile::tempdir()?;
         let cell = out.path().join("runs").join("abcd");
         std::fs::create_dir_all(&cell)?;
@@ -223,6 +236,22 @@ mod tests {
         assert!(!cell.exists());
         assert!(moved.ends_with("stale/abcd-0123456789ab"));
         assert_eq!(cell_source(&moved), Some(source));
+
+        // Retired again from later code: the newer copy replaces the older one, and another
+        // cell's copy (whose hash starts the same) stays.
+        let other = out.path().join("stale").join("abcdef-0123456789ab");
+        std::fs::create_dir_all(&other)?;
+        std::fs::create_dir_all(&cell)?;
+        let later = Source {
+            commit: "4567".into(),
+            dirty: false,
+            code: "beef".into(),
+        };
+        record_cell(&cell, &later)?;
+        let moved_again = retire_cell(out.path(), &cell, Some(&later))?;
+        assert!(moved_again.ends_with("stale/abcd-4567"));
+        assert_eq!(cell_source(&moved_again), Some(later));
+        assert!(!moved.exists() && other.exists());
         Ok(())
     }
 }

@@ -180,7 +180,8 @@ pub fn load_run_config(run_dir: &Path) -> Result<Config> {
     Config::from_file(&path, &[])
 }
 
-/// Rebuilds a run from its folder with the weights of its best checkpoint (else the last).
+/// Rebuilds a run's student from its folder with the weights of its best checkpoint (else the
+/// last); the teacher, projector and regulariser are left out, they play no part once trained.
 pub fn load_run(run_dir: &Path) -> Result<Session> {
     load_run_on(run_dir, None)
 }
@@ -199,7 +200,10 @@ pub fn load_run_on(run_dir: &Path, device: Option<&str>) -> Result<Session> {
         config.validate()?;
     }
     crate::threads::apply(config.threads);
-    let session = Session::build(&config)?;
+    // Only the student is rebuilt: its teacher's files need not be at hand (a hub teacher on
+    // another machine, a checkpoint teacher's run folder moved away), and a large teacher is not
+    // loaded only to sit unused.
+    let session = Session::build(&crate::commands::student_only(&config))?;
     let mut path = checkpoint_path(run_dir, "best");
     if !path.exists() {
         path = checkpoint_path(run_dir, "last");

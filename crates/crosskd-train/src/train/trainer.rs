@@ -563,8 +563,6 @@ impl<'a> Trainer<'a> {
     }
 }
 
-/// The batches of `epoch` from batch `first` on, in the epoch's order; the loader's workers
-/// start building them at once.
 /// Data phase of the open: samples that stay in memory once loaded are loaded now, all together.
 fn preload_samples(session: &Session) -> Result<()> {
     let started = Instant::now();
@@ -578,6 +576,8 @@ fn preload_samples(session: &Session) -> Result<()> {
     Ok(())
 }
 
+/// The batches of `epoch` from batch `first` on, in the epoch's order; the loader's workers
+/// start building them at once.
 fn epoch_stream(
     loader: &DataLoader,
     seed: u64,
